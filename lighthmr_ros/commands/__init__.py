@@ -1,0 +1,1 @@
+"""Sub-commands of the ``lighthmr`` command line (see lighthmr_ros.cli)."""
