@@ -1,5 +1,5 @@
 """pip metadata for lighthmr_ros (the ROS side builds with CMakeLists.txt / colcon)."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 core = [
     "numpy>=1.24",
@@ -33,14 +33,9 @@ setup(
     python_requires=">=3.10",
     # training/ lives at the repository root and installs as lighthmr_ros.training
     # (lighthmr_ros/training is a symlink to it so the source tree imports the same way).
-    packages=[
-        "lighthmr_ros",
-        "lighthmr_ros.model",
-        "lighthmr_ros.body",
-        "lighthmr_ros.ros",
-        "lighthmr_ros.web",
-        "lighthmr_ros.training",
-    ],
+    packages=find_packages(include=["lighthmr_ros", "lighthmr_ros.*"], exclude=["lighthmr_ros.training*"])
+    + ["lighthmr_ros.training"]
+    + ["lighthmr_ros." + name for name in find_packages(include=["training.*"])],
     package_dir={"lighthmr_ros.training": "training"},
     package_data={"lighthmr_ros": ["py.typed", "assets/*", "web/static/**/*"]},
     include_package_data=True,
