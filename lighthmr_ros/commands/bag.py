@@ -1,0 +1,94 @@
+"""`lighthmr bag INPUT OUTPUT --image-topic T`: a recorded bag in, a bag with human meshes out."""
+from __future__ import annotations
+
+import argparse
+import signal
+
+HELP = "rosbag2 in -> rosbag2 out with HumanMeshArray and markers"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run the model on every image of a recorded bag (rosbag2 sqlite3/mcap, .mcap/.db3 file, ROS 1 .bag) "
+        "and write a new rosbag2 with HumanMeshArray, MarkerArray and MeshTopology stamped like the images. "
+        "The input is never modified; OUTPUT appears only when the run completes."
+    )
+    parser.add_argument("input", help="input bag: rosbag2 folder, .mcap or .db3 file, or ROS 1 .bag")
+    parser.add_argument("output", help="output rosbag2 folder (must not exist unless --overwrite)")
+    parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image or CompressedImage topic")
+    parser.add_argument(
+        "--camera-info-topic", default=None,
+        help="CameraInfo topic (default: <camera>/camera_info when present; 'none': use --fov)",
+    )
+    parser.add_argument("--compressed", choices=("auto", "true", "false"), default="auto",
+                        help="image transport: auto follows the topic type and finds <topic>/compressed")
+    parser.add_argument("--copy-topics", default="all", metavar="all|none|T1,T2",
+                        help="input topics copied unchanged into the output (default: all)")
+    parser.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="output storage format")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT bag")
+    model = parser.add_argument_group("model")
+    model.add_argument("--checkpoint", default=None, help="checkpoint file (default: the bundled model)")
+    model.add_argument("--config", default=None, help="named model config (instead of a checkpoint)")
+    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    model.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    model.add_argument("--image-size", type=int, default=None, help="network input size in pixels")
+    model.add_argument("--body-model", default=None, help="anny or smplx (default: the checkpoint's)")
+    model.add_argument("--smplx-model-dir", default=None, help="folder holding SMPLX_NEUTRAL.npz")
+    model.add_argument("--det-threshold", type=float, default=0.5, help="detection score threshold")
+    model.add_argument("--max-humans", type=int, default=20)
+    model.add_argument("--fov", type=float, default=60.0, help="horizontal field of view without CameraInfo (degrees)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--namespace", default="/lighthmr", help="namespace of the output topics (default /lighthmr)")
+    out.add_argument("--no-vertices", action="store_true", help="leave mesh vertices out of HumanMeshArray")
+    out.add_argument("--no-markers", action="store_true", help="write no MarkerArray")
+    out.add_argument("--marker-decimation", type=int, default=8, help="markers show about 1/N of the mesh triangles")
+    out.add_argument("--no-tracking", action="store_true", help="leave track ids at 0")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so `kill` cleans up the staged output like Ctrl-C."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from lighthmr_ros.bag import process_bag
+
+    _interrupt_on_sigterm()
+    summary = process_bag(
+        args.input,
+        args.output,
+        args.image_topic,
+        camera_info_topic=args.camera_info_topic,
+        compressed=args.compressed,
+        copy_topics=args.copy_topics,
+        storage=args.storage,
+        overwrite=args.overwrite,
+        checkpoint=args.checkpoint,
+        config=args.config,
+        device=args.device,
+        precision=args.precision,
+        image_size=args.image_size,
+        body_model=args.body_model,
+        smplx_model_dir=args.smplx_model_dir,
+        det_threshold=args.det_threshold,
+        max_humans=args.max_humans,
+        fov_deg=args.fov,
+        publish_vertices=not args.no_vertices,
+        markers=not args.no_markers,
+        marker_decimation=args.marker_decimation,
+        track=not args.no_tracking,
+        namespace=args.namespace,
+        progress=not args.quiet,
+    )
+    print(f"lighthmr bag: {summary}")
+    for topic, count in sorted(summary.topics.items()):
+        print(f"  {topic}: {count} messages")
+    return 0

@@ -1,0 +1,47 @@
+"""``lighthmr evaluate``: MPJPE, PA-MPJPE, PVE, PA-PVE (mm) and detection P/R/F1 on a data set."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "metrics on a data set (MPJPE, PA-MPJPE, PVE, PA-PVE, F1)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="lighthmr or official Multi-HMR checkpoint")
+    parser.add_argument("--dataset", required=True, choices=["3dpw", "agora", "bedlam", "synthetic"])
+    parser.add_argument("--root", required=True, help="data set folder in its release layout")
+    parser.add_argument("--split", help="split (default: 3dpw test, agora validation, bedlam validation, synthetic all)")
+    parser.add_argument("--subsample", type=int, default=1, help="every N-th image (Multi-HMR: 3DPW 20, BEDLAM 25)")
+    parser.add_argument("--limit", type=int, help="stop after this many images")
+    parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz (SMPL-X checkpoints and GT meshes)")
+    parser.add_argument("--smpl-dir", help="3DPW: folder with the gendered SMPL models (for PVE)")
+    parser.add_argument("--smplx2smpl", help="3DPW: Multi-HMR's smplx2smpl.pkl (for PVE)")
+    parser.add_argument("--det-threshold", type=float, default=0.5)
+    parser.add_argument("--max-humans", type=int, default=20, help="at most this many detections per image")
+    parser.add_argument("--image-size", type=int, help="network input size (default: the checkpoint's)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--output", default="metrics.json", help="JSON file for the results (default metrics.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lighthmr_ros.training.datasets import create_dataset
+    from lighthmr_ros.training.evaluate import SMPLGroundTruth, evaluate_model, format_table, load_model_for_eval
+
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    split = args.split or {"3dpw": "test", "agora": "validation", "bedlam": "validation", "synthetic": "all"}[args.dataset]
+    reader = create_dataset(args.dataset, args.root, split=split, subsample=args.subsample)
+    model = load_model_for_eval(args.checkpoint, device=device, smplx_model_dir=args.smplx_model_dir)
+    smpl_gt = SMPLGroundTruth(args.smpl_dir, args.smplx2smpl) if (args.dataset == "3dpw" and args.smpl_dir and args.smplx2smpl) else None
+    summary = evaluate_model(model, reader, size=args.image_size, device=device, det_threshold=args.det_threshold,
+                             max_humans=args.max_humans, smpl_gt=smpl_gt, limit=args.limit)
+    summary.update(checkpoint=str(args.checkpoint), split=split, root=str(args.root))
+    print(format_table(summary))
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    print(f"wrote {out}")
+    return 0

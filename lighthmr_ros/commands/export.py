@@ -1,0 +1,35 @@
+"""``lighthmr export --onnx OUT``: the network as ONNX graphs (encoder, decoder) for onnxruntime."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "export the network to ONNX"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--onnx", required=True, metavar="OUT",
+                        help="output folder: encoder.onnx, decoder.onnx and lighthmr_onnx.json")
+    parser.add_argument("--checkpoint", help="checkpoint to export (default: the bundled one, else an untrained student)")
+    parser.add_argument("--config", help="model name to export untrained when no checkpoint is given")
+    parser.add_argument("--image-size", type=int, help="network input side (untrained models; checkpoints keep theirs)")
+    parser.add_argument("--body-model", choices=["anny", "smplx"], help="body model of an untrained student")
+    parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz (SMPL-X models)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--no-verify", action="store_true", help="skip comparing onnxruntime with torch on a test image")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lighthmr_ros.inference import Predictor
+    from lighthmr_ros.onnx_export import export_onnx
+
+    pred = Predictor(checkpoint=args.checkpoint, config=args.config, device="cpu", body_model=args.body_model,
+                     smplx_model_dir=args.smplx_model_dir, image_size=args.image_size)
+    provenance = {"checkpoint": str(args.checkpoint) if args.checkpoint else None, "config": pred.model.config.name}
+    out = export_onnx(pred.model, args.onnx, opset=args.opset, provenance=provenance)
+    print(f"exported {pred.model.config.name} ({pred.image_size} px, body model {pred.body_model_name}) to {out}")
+    if not args.no_verify:
+        from lighthmr_ros.onnx_backend import compare_backends
+
+        diffs = compare_backends(pred.model, out)
+        print("onnxruntime vs torch, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    return 0

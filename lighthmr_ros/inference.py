@@ -1,0 +1,291 @@
+"""Predictor: RGB images (any size) + intrinsics -> Human records in the original image's frame.
+
+Each image is resized keeping its aspect ratio and padded to the network's S x S square; its K
+is mapped by the same affine pixel transform, so the camera frame is unchanged: 3D outputs need
+no correction and 2D outputs are the projections with the original K (equivalently, the network
+pixels mapped back through the inverse transform).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from lighthmr_ros.errors import ConfigError, ImageError
+from lighthmr_ros.human import Human
+from lighthmr_ros.model import HMRModel, create_model
+from lighthmr_ros.model.camera import default_K as _default_K
+from lighthmr_ros.model.camera import project
+from lighthmr_ros.model.checkpoint import load_checkpoint
+from lighthmr_ros.model.hmr import Detections
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "lighthmr_default.pt"
+DEFAULT_CONFIG = "lighthmr_tinyvit5m"
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Pixel map original -> network: u' = sx u + tx, v' = sy v + ty (pixel centres at integers)."""
+
+    sx: float
+    sy: float
+    tx: float
+    ty: float
+    width: int
+    height: int
+
+    def to_network(self, uv: np.ndarray) -> np.ndarray:
+        return np.asarray(uv, dtype=np.float64) * [self.sx, self.sy] + [self.tx, self.ty]
+
+    def to_original(self, uv: np.ndarray) -> np.ndarray:
+        return (np.asarray(uv, dtype=np.float64) - [self.tx, self.ty]) / [self.sx, self.sy]
+
+    def map_K(self, K: np.ndarray) -> np.ndarray:
+        A = np.array([[self.sx, 0.0, self.tx], [0.0, self.sy, self.ty], [0.0, 0.0, 1.0]])
+        return A @ np.asarray(K, dtype=np.float64)
+
+
+def as_rgb(image) -> np.ndarray:
+    """HxWx3 uint8 RGB from HxW grayscale, HxWx3 RGB or HxWx4 RGBA (uint8, or float in [0, 1])."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ImageError(f"expected an HxW, HxWx3 or HxWx4 image, got an array of shape {img.shape}")
+    if img.shape[0] < 2 or img.shape[1] < 2:
+        raise ImageError(f"the image is too small ({img.shape[1]}x{img.shape[0]} pixels)")
+    if img.dtype != np.uint8:
+        if np.issubdtype(img.dtype, np.floating):
+            img = np.clip(np.nan_to_num(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        elif np.issubdtype(img.dtype, np.integer) and img.max(initial=0) <= 255 and img.min(initial=0) >= 0:
+            img = img.astype(np.uint8)
+        else:
+            raise ImageError(f"expected uint8 pixels (or floats in [0, 1]), got {img.dtype} with values up to {img.max()}")
+    return np.ascontiguousarray(img)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio so the long side is ``size``, pad (black) to a centred square."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    px, py = (size - nw) // 2, (size - nh) // 2
+    out = np.zeros((size, size, 3), dtype=np.uint8)
+    out[py : py + nh, px : px + nw] = resized
+    sx, sy = nw / w, nh / h
+    # Pixel centres at integers: u' + 0.5 = (u + 0.5) s + pad.
+    return out, Letterbox(sx, sy, 0.5 * (sx - 1.0) + px, 0.5 * (sy - 1.0) + py, w, h)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda if present else cpu; 'cuda[:N]' without CUDA -> cpu with one warning."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            log.warning("CUDA is not available here; running on the CPU instead of %s", name)
+            return torch.device("cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ConfigError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def _per_image_K(K, count: int) -> list:
+    """One K (or None) per image from None, a 3x3 matrix, a (B, 3, 3) stack or a list."""
+    if K is None:
+        return [None] * count
+    if torch.is_tensor(K):
+        K = K.detach().cpu().numpy()
+    try:
+        arr = np.asarray(K, dtype=np.float64)
+    except (TypeError, ValueError):  # a list holding None entries
+        arr = None
+    if arr is not None and arr.ndim == 2:
+        return [arr] * count
+    Ks = list(arr) if arr is not None and arr.ndim == 3 else [None if k is None else np.asarray(k, dtype=np.float64) for k in K]
+    if len(Ks) != count:
+        raise ImageError(f"got {count} images but {len(Ks)} intrinsic matrices")
+    return Ks
+
+
+class Predictor:
+    """Run a student or teacher on images; outputs in each original image's pixels and camera frame.
+
+    Args:
+        checkpoint: a lighthmr or official Multi-HMR checkpoint file, or an HMRModel instance.
+        config: a model name to build untrained (ignored when a checkpoint is given).
+        device: "auto", "cpu", "cuda" or "cuda:N". precision: "fp32", "fp16" or "bf16".
+        body_model: body model name (or instance) for an untrained student.
+        smplx_model_dir: folder with SMPLX_NEUTRAL.npz (SMPL-X models, teachers).
+        image_size: network input side for an untrained model (default: the config's).
+        backend: "torch" or "onnxruntime" (network in onnxruntime on the CPU, body model in torch;
+            see lighthmr_ros.onnx_backend). onnx_dir: a `lighthmr export --onnx` folder for it
+            (default: export the model to a temporary folder at start-up).
+    With neither checkpoint nor config: the bundled default checkpoint if installed, otherwise an
+    untrained student with a loud warning (its outputs are meaningless).
+    """
+
+    def __init__(self, checkpoint: str | Path | HMRModel | None = None, config: str | None = None, device: str = "auto",
+                 precision: str = "fp32", body_model=None, smplx_model_dir: str | Path | None = None, image_size: int | None = None,
+                 backend: str = "torch", onnx_dir: str | Path | None = None):
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        self.device = resolve_device(device)
+        self.precision = precision
+        if checkpoint is None and config is None and DEFAULT_CHECKPOINT.is_file():
+            checkpoint = DEFAULT_CHECKPOINT
+        if isinstance(checkpoint, HMRModel):
+            model = checkpoint
+        elif checkpoint is not None:
+            model = load_checkpoint(checkpoint, smplx_model_dir=smplx_model_dir,
+                                    body_model=body_model if isinstance(body_model, torch.nn.Module) else None)
+        else:
+            name = config or DEFAULT_CONFIG
+            log.warning(
+                "NO TRAINED WEIGHTS: building an untrained %s model (random weights, meaningless outputs); "
+                "pass a checkpoint (lighthmr train/distill, or an official Multi-HMR file) for real predictions", name)
+            model = create_model(name, body_model=body_model, smplx_model_dir=smplx_model_dir,
+                                 **({"image_size": image_size} if image_size else {}))
+        if image_size and image_size != model.config.image_size:
+            raise ConfigError(f"this checkpoint runs at {model.config.image_size} px, not {image_size}; drop image_size or use a matching checkpoint")
+        self.model = model.to(self.device).eval()
+        if not isinstance(checkpoint, HMRModel):  # our own copy: fold BatchNorms, channels_last (lighthmr_ros.perf)
+            from lighthmr_ros.perf import optimize_for_inference
+
+            optimize_for_inference(self.model)
+        self.image_size = model.config.image_size
+        self.backend = backend
+        self._net = self.model  # what predict() calls: the torch model, or its onnxruntime stand-in
+        if backend == "onnxruntime":
+            if precision != "fp32":
+                raise ConfigError("the onnxruntime backend runs in fp32; use precision='fp32'")
+            from lighthmr_ros.onnx_backend import OnnxHMR
+
+            self._net = OnnxHMR(self.model, onnx_dir)
+        elif backend != "torch":
+            raise ConfigError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")
+        spec = model.body.spec
+        self.body_model_name = spec.name
+        self.faces = model.body.faces.detach().cpu().numpy().astype(np.int64)
+        self.joint_names = list(spec.joint_names)
+        self.joint_parents = list(spec.joint_parents)
+        self.num_vertices = spec.num_vertices
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def default_K(width: int, height: int, fov_deg: float = 60.0) -> np.ndarray:
+        """K with ``fov_deg`` across the larger image side, principal point at the image centre."""
+        return _default_K(width, height, fov_deg).numpy().astype(np.float64)
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=PRECISIONS[self.precision])
+
+    def prepare(self, images: list, Ks: list, fov_deg: float = 60.0) -> tuple[torch.Tensor, torch.Tensor, list[Letterbox], np.ndarray]:
+        """(B,3,S,S) normalised batch, (B,3,3) network K, the letterboxes and the original Ks (B,3,3)."""
+        squares, boxes, K_net, K_orig = [], [], [], []
+        for img, K in zip(images, Ks):
+            rgb = as_rgb(img)
+            h, w = rgb.shape[:2]
+            K = self.default_K(w, h, fov_deg) if K is None else np.asarray(K, dtype=np.float64)
+            if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+                raise ImageError(f"K must be a finite 3x3 intrinsic matrix with positive focal lengths, got {K.tolist()}")
+            square, box = letterbox(rgb, self.image_size)
+            squares.append(square)
+            boxes.append(box)
+            K_net.append(box.map_K(K))
+            K_orig.append(K)
+        batch = torch.from_numpy(np.stack(squares)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        batch = (batch - self._mean) / self._std
+        return batch, torch.tensor(np.stack(K_net), dtype=torch.float32, device=self.device), boxes, np.stack(K_orig)
+
+    def to_humans(self, det: Detections, boxes: list[Letterbox], K_orig: np.ndarray, with_vertices: bool = True) -> list[list[Human]]:
+        """Split stacked detections per image, mapping 2D outputs to original pixels."""
+        per_image: list[list[Human]] = [[] for _ in boxes]
+        if len(det) == 0:
+            return per_image
+        b = det.batch_index.cpu().numpy()
+        K = torch.as_tensor(K_orig, dtype=torch.float64)[det.batch_index.cpu()]
+        joints = det.joints.detach().cpu().double()
+        joints_2d = project(joints, K).numpy()  # same as un-letterboxing det.joints_2d, without rounding
+        A = np.array([[bx.sx, bx.sy, bx.tx, bx.ty] for bx in boxes])[b]
+        centre = (det.loc.detach().cpu().double().numpy() - A[:, 2:]) / A[:, :2]
+        arrays = {
+            "score": det.score.detach().float().cpu().numpy(),
+            "translation": det.transl_pelvis.detach().float().cpu().numpy(),
+            "primary": det.transl.detach().float().cpu().numpy(),
+            "dist": det.dist.detach().float().cpu().numpy(),
+            "pose": det.rotvec.detach().float().cpu().numpy(),
+            "shape": det.shape.detach().float().cpu().numpy(),
+            "expression": det.expression.detach().float().cpu().numpy(),
+            "joints": joints.float().numpy(),
+        }
+        verts = det.vertices.detach().float().cpu().numpy() if with_vertices and det.vertices is not None else None
+        for p in range(len(b)):
+            img = int(b[p])
+            per_image[img].append(Human(
+                id=len(per_image[img]),
+                score=float(arrays["score"][p]),
+                center_2d=centre[p].astype(np.float32),
+                translation=arrays["translation"][p],
+                pose=arrays["pose"][p],
+                shape=arrays["shape"][p],
+                expression=arrays["expression"][p],
+                joints=arrays["joints"][p],
+                joints_2d=joints_2d[p].astype(np.float32),
+                vertices=None if verts is None else verts[p],
+                body_model=self.body_model_name,
+                extras={"primary_keypoint": arrays["primary"][p], "distance": float(arrays["dist"][p])},
+            ))
+        return per_image
+
+    # ------------------------------------------------------------------ main entry
+    def predict(self, image, K=None, fov_deg: float = 60.0, det_threshold: float = 0.5, nms_kernel: int = 3,
+                max_humans: int = 20, with_vertices: bool = True):
+        """Humans of one image (list[Human]) or of a list of images (list of lists), in one forward.
+
+        ``K``: 3x3 intrinsics of the original image (one, or one per image); None -> ``fov_deg``
+        across the larger side with the principal point at the centre.
+        """
+        single = not isinstance(image, (list, tuple))
+        images = [image] if single else list(image)
+        if not images:
+            return []
+        Ks = _per_image_K(K, len(images))
+        if not (math.isfinite(fov_deg) and 1.0 < fov_deg < 179.0):
+            raise ImageError(f"fov_deg must be between 1 and 179 degrees, got {fov_deg}")
+        batch, K_net, boxes, K_orig = self.prepare(images, Ks, fov_deg)
+        with torch.inference_mode(), self._autocast():
+            det = self._net(batch, K_net, det_threshold=det_threshold, nms_kernel=nms_kernel, max_humans=max_humans,
+                            with_vertices=with_vertices)
+        humans = self.to_humans(det, boxes, K_orig, with_vertices)
+        return humans[0] if single else humans
+
+    __call__ = predict

@@ -1,0 +1,208 @@
+"""Checkpoint files: this project's self-describing format and official Multi-HMR files.
+
+Ours: a dict of plain types -- ``format``, ``version``, ``config`` (ModelConfig as a dict),
+``body_model``, ``provenance``, ``extra``, ``dtype`` ("fp32" | "fp16") and ``state_dict``
+(learned weights only: body-model tensors come from the body model's own files, so licensed
+SMPL-X data never ends up in a checkpoint). Written atomically, read with
+``torch.load(weights_only=True)``.
+
+Official Multi-HMR: ``{'model_state_dict': ..., 'args': argparse.Namespace(...)}``. Read with
+``weights_only=True`` and an allowlist admitting argparse.Namespace only; nothing else is ever
+unpickled. The architecture is read from the weights themselves (embedding width, token grid,
+decoder depth) and cross-checked with ``args``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from lighthmr_ros.errors import CheckpointError, LightHMRError
+from lighthmr_ros.model.config import ModelConfig, get_config
+from lighthmr_ros.model.hmr import HMRModel
+
+FORMAT = "lighthmr_ros.checkpoint"
+VERSION = 1
+_DINO_BY_WIDTH = {384: "vits14", 768: "vitb14", 1024: "vitl14"}
+
+
+def _plain(obj):
+    """JSON round trip: provenance/extra become plain types that weights_only loading accepts."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def save_checkpoint(path: str | Path, model: HMRModel, provenance: dict, extra: dict | None = None, half: bool = False) -> Path:
+    """Write ``model`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.startswith(model.body_prefixes):
+            continue
+        value = value.detach().cpu()
+        state[key] = value.half() if half and value.is_floating_point() else value.clone()
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config.to_dict(),
+        "body_model": model.body.spec.name,
+        "provenance": _plain(provenance or {}),
+        "extra": _plain(extra or {}),
+        "dtype": "fp16" if half else "fp32",
+        "state_dict": state,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The raw dict of a checkpoint file (safe loading); CheckpointError for anything unusable."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist; give the path of a .pt file written by lighthmr or Multi-HMR.")
+    is_zip = zipfile.is_zipfile(path)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not is_zip:  # not a torch.save file at all (or a damaged legacy one)
+            raise CheckpointError(f"Checkpoint {path} is truncated or not a PyTorch file; download or copy it again.") from exc
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (found {found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"Checkpoint {path} holds Python objects other than tensors and argparse.Namespace{what}, which are never "
+            "unpickled for safety; re-save its weights as a plain dict of tensors."
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"Checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}); download or copy it again.") from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"Checkpoint {path} holds a {type(payload).__name__}, not a checkpoint dict; pass a lighthmr or Multi-HMR checkpoint.")
+    return payload
+
+
+def checkpoint_kind(payload: dict) -> str:
+    if payload.get("format") == FORMAT:
+        return "lighthmr"
+    if "model_state_dict" in payload:
+        return "multihmr"
+    return "unknown"
+
+
+def official_config(state: dict, args: argparse.Namespace | None, path: Path | str = "") -> ModelConfig:
+    """The teacher config of an official state_dict (read from tensor shapes, checked against args)."""
+    try:
+        width = int(state["backbone.encoder.pos_embed"].shape[-1])
+        grid = int(state["x_attention_head.cross_queries_x"].shape[0])
+        hph_dim = int(state["x_attention_head.transformer.pos_embedding"].shape[-1])
+        num_betas = int(state["x_attention_head.decshape.weight"].shape[0])
+    except KeyError as exc:
+        raise CheckpointError(f"Checkpoint {path} lacks the Multi-HMR weight {exc.args[0]!r}; it is not a Multi-HMR checkpoint.") from None
+    if width not in _DINO_BY_WIDTH:
+        raise CheckpointError(f"Checkpoint {path} has a {width}-wide backbone, not a DINOv2 ViT-S/B/L; it is not a supported Multi-HMR checkpoint.")
+    depth = len({k.split(".")[4] for k in state if k.startswith("x_attention_head.transformer.transformer.layers.")})
+    qkv = state["x_attention_head.transformer.transformer.layers.0.0.fn.to_qkv.weight"]
+    mlp = state["x_attention_head.transformer.transformer.layers.0.2.fn.net.0.weight"]
+    heads = int(getattr(args, "xat_num_heads", 8) or 8)
+    name = f"multihmr_{_DINO_BY_WIDTH[width]}"
+    backbone = getattr(args, "backbone", None)
+    if backbone and not str(backbone).endswith(_DINO_BY_WIDTH[width]):
+        raise CheckpointError(f"Checkpoint {path} says backbone {backbone!r} but holds {_DINO_BY_WIDTH[width]} weights; the file is inconsistent.")
+    layers = tuple(dict.fromkeys(k.split(".")[1] for k in state if k.startswith("smpl_layer.")))
+    preferred = f"neutral_{num_betas}"
+    if preferred in layers:  # the layer with the predicted number of betas runs forward
+        layers = (preferred,) + tuple(n for n in layers if n != preferred)
+    cam_dim = int(state["x_attention_head.cross_queries_x"].shape[1]) - width
+    bands = (cam_dim - 3) // 6
+    return get_config(
+        name,
+        image_size=grid * 14,
+        hph_dim=hph_dim,
+        hph_depth=depth,
+        hph_heads=heads,
+        hph_dim_head=int(qkv.shape[0]) // 3 // heads,
+        hph_mlp_dim=int(mlp.shape[0]),
+        camera_num_bands=bands,
+        camera_max_resolution=int(getattr(args, "camera_embedding_max_resolution", 64) or 64),
+        num_betas=num_betas,
+        smpl_layers=layers or (preferred,),
+    )
+
+
+def _load_weights(model: HMRModel, state: dict, path: Path | str, what: str) -> None:
+    """Strict load of every learned weight; body tensors are optional (they come from the body files)."""
+    own = model.state_dict()
+    body = model.body_prefixes
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    missing = [k for k in own if k not in state and not k.startswith(body)]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} weights missing (first {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]!r})")
+        if wrong:
+            parts.append(f"{len(wrong)} of another shape (first {wrong[0]!r}: {tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})")
+        raise CheckpointError(f"Checkpoint {path} does not fit the {what} model: {', '.join(parts)}; use the config it was trained with.")
+    model.load_state_dict(state, strict=False)
+
+
+def load_checkpoint(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    smplx_model_dir: str | Path | None = None,
+    body_model: str | torch.nn.Module | None = None,
+) -> HMRModel:
+    """Build the model a checkpoint describes and load its weights (eval mode, on ``device``).
+
+    Works for this project's checkpoints and for official Multi-HMR ones (which need the user's
+    SMPL-X files in ``smplx_model_dir``). ``body_model`` may replace the body model instance
+    (same name) of a student checkpoint, e.g. to share one loaded Anny.
+    """
+    from lighthmr_ros.model import create_model
+
+    payload = read_checkpoint(path)
+    kind = checkpoint_kind(payload)
+    if kind == "lighthmr":
+        if int(payload.get("version", 0)) > VERSION:
+            raise CheckpointError(f"Checkpoint {path} has format version {payload.get('version')}; upgrade lighthmr_ros to read it.")
+        try:
+            config = ModelConfig.from_dict(payload["config"])
+        except (LightHMRError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"Checkpoint {path} has an unreadable model config ({exc}); it was written by an incompatible lighthmr_ros.") from exc
+        name = payload.get("body_model", config.body_model)
+        body = body_model if isinstance(body_model, torch.nn.Module) else name
+        model = create_model(config, body_model=body, smplx_model_dir=smplx_model_dir)
+        if model.body.spec.name != name:
+            raise CheckpointError(f"Checkpoint {path} was trained with the {name} body model, not {model.body.spec.name}; pass body_model={name!r}.")
+        _load_weights(model, payload["state_dict"], path, config.name)
+        info = {"kind": kind, "provenance": payload.get("provenance", {}), "extra": payload.get("extra", {})}
+    elif kind == "multihmr":
+        state = payload["model_state_dict"]
+        args = payload.get("args")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"Checkpoint {path} has no usable model_state_dict; it is not a Multi-HMR checkpoint.")
+        config = official_config(state, args if isinstance(args, argparse.Namespace) else None, path)
+        model = create_model(config, smplx_model_dir=smplx_model_dir)
+        _load_weights(model, state, path, config.name)
+        info = {"kind": kind, "provenance": {"source": "official Multi-HMR checkpoint", "file": Path(path).name,
+                                             "args": _plain(vars(args)) if isinstance(args, argparse.Namespace) else {}}, "extra": {}}
+    else:
+        raise CheckpointError(f"{path} is a PyTorch file but neither a lighthmr nor a Multi-HMR checkpoint (no 'format' or 'model_state_dict' entry).")
+    model.checkpoint_info = {"path": str(path), **info}
+    return model.to(device).eval()

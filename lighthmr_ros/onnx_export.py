@@ -1,0 +1,152 @@
+"""Export an HMRModel's network to ONNX as two graphs, so the number of people can vary.
+
+- ``encoder.onnx``: images (B, 3, S, S) -> tokens (B, N, D), score_logits (B, N). Dynamic B.
+- ``decoder.onnx``: one image's tokens (1, N, D), its camera-ray embedding (1, N, C) and the token
+  indices of its P detected people (P,) -> offset (P, 2), pose6d (P, 6J), shape (P, S),
+  expression (P, E) (absent when E = 0), cam (P, 3). Dynamic P.
+- ``lighthmr_onnx.json``: the model config, body model, input size and a fingerprint of the weights,
+  so a Predictor refuses graphs exported from other weights.
+
+What stays outside the graphs (torch, see onnx_backend.py): letterboxing, the camera-ray embedding
+(it needs K^-1 and is cached per K), score sigmoid + max-pool NMS + peak picking (data-dependent
+sizes), 6D -> rotation matrices, distance, the body model and the camera placement.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lighthmr_ros.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+META_FILE = "lighthmr_onnx.json"
+OPSET = 17
+
+
+class EncoderGraph(nn.Module):
+    """Encoder + per-token detection score (the offset head runs per person in the decoder graph)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.backbone = model.backbone
+        self.mlp_classif = model.mlp_classif
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, _ = self.backbone(images)
+        return tokens, self.mlp_classif(tokens)[..., 0]
+
+
+class DecoderGraph(nn.Module):
+    """HPH for the P people of ONE image: the single-image case of HPH.forward, with no padding,
+    so P is a plain dynamic axis (HPH.forward pads a batch of images to the largest P)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.hph = model.x_attention_head
+        self.mlp_offset = model.mlp_offset
+        self.with_expression = self.hph.num_expression > 0
+
+    def forward(self, tokens: torch.Tensor, camera: torch.Tensor, index: torch.Tensor):
+        hph = self.hph
+        grid_w = hph.cross_queries_y.shape[0]
+        rows, cols = index // grid_w, index % grid_w
+        context = torch.cat([tokens, camera], dim=-1)[0]  # (N, C)
+        queries = context[index] + hph.cross_queries_x[rows] + hph.cross_queries_y[cols]
+        values = hph.cross_values_x[rows] + hph.cross_values_y[cols]
+        context = context.index_add(0, index, values)[None]
+        P = queries.shape[0]
+        means = [hph.init_body_pose, hph.init_betas, hph.init_cam]
+        token = torch.cat([queries] + [m.expand(P, -1) for m in means], dim=-1)
+        out = hph.transformer(token[None], context, None)[0]
+        offset = self.mlp_offset(tokens[0, index])
+        outputs = [offset, hph.decpose(out) + hph.init_body_pose, hph.decshape(out) + hph.init_betas]
+        if self.with_expression:
+            outputs.append(hph.decexpression(out) + hph.init_expression)
+        outputs.append(hph.deccam(out) + hph.init_cam)
+        return tuple(outputs)
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """sha1 of the learned weights (body-model data excluded): ties exported graphs to a model."""
+    h = hashlib.sha1()
+    prefixes = tuple(getattr(model, "body_prefixes", ()))
+    for name, t in sorted(model.state_dict().items()):
+        if prefixes and name.startswith(prefixes):
+            continue
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def decoder_output_names(model: nn.Module) -> list[str]:
+    names = ["offset", "pose6d", "shape"]
+    if model.x_attention_head.num_expression > 0:
+        names.append("expression")
+    return names + ["cam"]
+
+
+def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, provenance: dict | None = None) -> Path:
+    """Write encoder.onnx, decoder.onnx and lighthmr_onnx.json for ``model`` into ``out_dir``."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; give a folder for the ONNX export (it holds two graphs and a JSON file)")
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float().cpu()
+    cfg = model.config
+    S = cfg.image_size
+    g = S // model.stride
+    N = g * g
+    images = torch.randn(1, 3, S, S)
+    enc = EncoderGraph(model).eval()
+    dec = DecoderGraph(model).eval()
+    with torch.no_grad():
+        tokens, _ = enc(images)
+    camera = torch.randn(1, N, model.camera.channels)
+    index = torch.tensor([0, N // 2 + g // 2, N - 1], dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about python ints from shapes (static S, by design)
+        with torch.no_grad():
+            torch.onnx.export(enc, (images,), str(out / ENCODER_FILE), dynamo=False, opset_version=opset,
+                              input_names=["images"], output_names=["tokens", "score_logits"],
+                              dynamic_axes={"images": {0: "batch"}, "tokens": {0: "batch"}, "score_logits": {0: "batch"}})
+            names = decoder_output_names(model)
+            torch.onnx.export(dec, (tokens, camera, index), str(out / DECODER_FILE), dynamo=False, opset_version=opset,
+                              input_names=["tokens", "camera", "index"], output_names=names,
+                              dynamic_axes={"index": {0: "persons"}, **{n: {0: "persons"} for n in names}})
+    meta = {
+        "format": "lighthmr_onnx/1",
+        "config": cfg.to_dict(),
+        "body_model": model.body.spec.name,
+        "image_size": S,
+        "grid": [g, g],
+        "token_dim": int(tokens.shape[-1]),
+        "camera_channels": int(model.camera.channels),
+        "decoder_outputs": names,
+        "opset": opset,
+        "weights_sha1": weights_fingerprint(model),
+        "provenance": provenance or {},
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    log.info("exported %s to %s", cfg.name, out)
+    return out
+
+
+def read_meta(onnx_dir: str | Path) -> dict:
+    path = Path(onnx_dir).expanduser()
+    meta_path = path / META_FILE
+    missing = [f for f in (ENCODER_FILE, DECODER_FILE, META_FILE) if not (path / f).is_file()]
+    if missing:
+        raise ConfigError(f"{path} is not a lighthmr ONNX export (missing {', '.join(missing)}); create it with `lighthmr export --onnx {path}`")
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {meta_path} ({exc}); re-export with `lighthmr export --onnx`") from exc

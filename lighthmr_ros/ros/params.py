@@ -1,0 +1,150 @@
+"""The detect node's parameters: one table with descriptors, ranges and defaults.
+
+``declare_all`` declares the table on a node (with ParameterDescriptor ranges, so ``ros2 param``
+and rqt show and enforce them); ``read_settings`` returns a frozen snapshot in one call, so the
+node never chains ``get_parameter(...).get_parameter_value()``. Defaults match config/detect.yaml.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+
+# When a change takes effect: "live" = next frame, "activate" = next activation,
+# "configure" = next configure (the model is loaded there), "start" = node start.
+LIVE, ACTIVATE, CONFIGURE, START = "live", "activate", "configure", "start"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: object
+    description: str
+    applies: str = LIVE
+    low: float | None = None
+    high: float | None = None
+    step: float = 0
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("autostart", True, "Configure and activate at start; false waits for a lifecycle manager.", START),
+    ParamSpec("checkpoint", "", "Model checkpoint (lighthmr or official Multi-HMR .pt); empty: the default model.",
+              CONFIGURE),
+    ParamSpec("model_config", "", "Named model config used when no checkpoint is given (e.g. lighthmr_tinyvit5m).",
+              CONFIGURE),
+    ParamSpec("body_model", "", "Body model: anny or smplx; empty: the checkpoint's own.", CONFIGURE,
+              choices=("", "anny", "smplx")),
+    ParamSpec("smplx_model_dir", "", "Folder holding SMPLX_NEUTRAL.npz (needed for SMPL-X models).", CONFIGURE),
+    ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; cuda without a GPU falls back to cpu with a warning.",
+              CONFIGURE, pattern=r"auto|cpu|cuda(:\d+)?"),
+    ParamSpec("precision", "fp32", "Inference precision: fp32, fp16 or bf16 (half precision on GPU only).",
+              CONFIGURE, choices=("fp32", "fp16", "bf16")),
+    ParamSpec("image_size", 0, "Network input side in pixels (multiple of 32); 0: the model's default.",
+              CONFIGURE, 0, 2048, 32),
+    ParamSpec("detection_threshold", 0.5, "Minimum detection score of a person.", LIVE, 0.0, 1.0),
+    ParamSpec("nms_kernel_size", 3, "Max-pool window of the peak search on the token grid (odd).", LIVE, 1, 15, 2),
+    ParamSpec("max_humans", 20, "Most persons reported per image.", LIVE, 1, 100, 1),
+    ParamSpec("fov_deg", 60.0, "Field of view of the larger image side, used when no valid CameraInfo arrives.",
+              LIVE, 10.0, 170.0),
+    ParamSpec("publish_vertices", True, "Fill HumanMesh.vertices (the largest part of each message).", LIVE),
+    ParamSpec("publish_markers", True, "Publish RViz markers (meshes, skeletons, id labels).", LIVE),
+    ParamSpec("marker_decimation", 8, "Show about 1/N of the mesh triangles in RViz (1: full mesh).", LIVE,
+              1, 64, 1),
+    ParamSpec("publish_debug_image", False, "Publish debug_image: the input with meshes and skeletons drawn.", LIVE),
+    ParamSpec("compressed", False, "Subscribe to image/compressed (CompressedImage) instead of image.", ACTIVATE),
+    ParamSpec("reliability", "best_effort", "Image subscription reliability: best_effort (matches every "
+              "publisher) or reliable (only reliable publishers; no lost fragments on weak links).", ACTIVATE,
+              choices=("best_effort", "reliable")),
+    ParamSpec("tracking", True, "Give persons ids that stay stable across frames (0 when off).", LIVE),
+    ParamSpec("tracking_gate_m", 0.6, "Largest root displacement (metres, depth counted half) between frames "
+              "for the same person.", LIVE, 0.05, 5.0),
+    ParamSpec("tracking_max_age_s", 1.0, "How long an unseen person keeps its id (seconds).", LIVE, 0.0, 10.0),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status (seconds).", CONFIGURE, 0.1, 60.0),
+)
+SPECS = {spec.name: spec for spec in PARAMS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of every parameter (field names = parameter names)."""
+
+    autostart: bool
+    checkpoint: str
+    model_config: str
+    body_model: str
+    smplx_model_dir: str
+    device: str
+    precision: str
+    image_size: int
+    detection_threshold: float
+    nms_kernel_size: int
+    max_humans: int
+    fov_deg: float
+    publish_vertices: bool
+    publish_markers: bool
+    marker_decimation: int
+    publish_debug_image: bool
+    compressed: bool
+    reliability: str
+    tracking: bool
+    tracking_gate_m: float
+    tracking_max_age_s: float
+    diagnostics_period_s: float
+
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    when = {LIVE: "changes apply to the next frame", ACTIVATE: "applies at the next activation",
+            CONFIGURE: "applies at the next configure", START: "read at start"}[spec.applies]
+    desc = ParameterDescriptor(description=f"{spec.description} ({when})")
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(repr(c) for c in spec.choices)
+    elif spec.pattern:
+        desc.additional_constraints = f"matches {spec.pattern}"
+    if spec.low is not None:
+        if isinstance(spec.default, float):
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.low), to_value=float(spec.high), step=float(spec.step))]
+        else:
+            desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=int(spec.step))]
+    return desc
+
+
+def declare_all(node) -> None:
+    """Declare every parameter (overrides from --params-file / -p apply) and install validation."""
+    node.declare_parameters("", [(spec.name, spec.default, descriptor(spec)) for spec in PARAMS])
+    node.add_on_set_parameters_callback(validate)
+    bad = [validate_value(SPECS[n], node.get_parameter(n).value) for n in SPECS]
+    bad = [reason for reason in bad if reason]
+    if bad:
+        from lighthmr_ros.errors import ConfigError
+
+        raise ConfigError("; ".join(bad))
+
+
+def validate_value(spec: ParamSpec, value) -> str | None:
+    """Reason why ``value`` is not allowed for ``spec`` (ranges are checked by rclpy itself)."""
+    if spec.choices and value not in spec.choices:
+        return f"parameter {spec.name} must be one of {', '.join(map(repr, spec.choices))}, not {value!r}"
+    if spec.pattern and not re.fullmatch(spec.pattern, str(value)):
+        return f"parameter {spec.name} must match {spec.pattern}, not {value!r}"
+    return None
+
+
+def validate(parameters) -> SetParametersResult:
+    """on-set callback: reject unknown choices before they are stored."""
+    for parameter in parameters:
+        spec = SPECS.get(parameter.name)
+        reason = validate_value(spec, parameter.value) if spec else None
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+    return SetParametersResult(successful=True)
+
+
+def read_settings(node) -> Settings:
+    """Current values of every parameter as one frozen Settings object."""
+    values = node.get_parameters([spec.name for spec in PARAMS])
+    return Settings(**{spec.name: p.value for spec, p in zip(PARAMS, values)})

@@ -1,0 +1,173 @@
+"""AGORA reader: per-split ground-truth dataframes (pandas pickles) + per-person SMPL-X fits.
+
+Format facts relied on (shared/notes/datasets.md section 2; sources pixelite1201/agora_evaluation
+docs/gt_dataframe.md, agora_evaluation/projection.py, get_joints_verts_from_dataframe.py, and
+open-mmlab/mmhuman3d data_converters/agora.py):
+  - dataframes ``{train,validation}_{0..9}_withjv.pkl`` (``pandas.read_pickle``), one row per image;
+    per-person columns are lists: gt_joints_2d (127,2) in 3840x2160 pixels, gt_joints_3d (127,3) and
+    gt_verts (10475,3) in the camera frame (metres, OpenCV axes), isValid, occlusion, kid, gender,
+    Yaw, X/Y/Z (cm), gt_path_smplx (an '.obj' path: the fit is the same path with '.pkl');
+    scalars camX/camY/camZ/camYaw (cm, degrees);
+  - images: ``imgPath`` names the 3840x2160 PNG; the 1280x720 copy adds ``_1280x720`` before '.png';
+    2-D joints and K scale by W/3840 (720/2160 for the small copies);
+  - camera: sensor 36 x 20.25 mm, c = (W/2, H/2), fx = f_mm/36 W, fy = f_mm/20.25 H with f_mm 50
+    ('hdri', pitch 0), 18 ('cam00'..'cam03', pitch 30, yaw 135/-135/-45/45), 28 ('ag2', pitch 15),
+    else 28 (pitch 0, camYaw from the row);
+  - fits (pickle, latin1, values may be torch tensors): global_orient (1,3), body_pose (1,63),
+    jaw/leye/reye_pose (1,3), left/right_hand_pose (1,45, NOT flat-hand-mean), betas (1,10; kids 11),
+    expression (1,10), in the scan's LOCAL frame. The camera transform chain of projection.py is
+    X_cam = Rx(pitch) Ry(-camYaw) (Ry(Yaw-90) diag(1,-1,-1) X_smplx + trans - cam_pos), so the
+    camera-frame global orientation is Rx(pitch) Ry(-camYaw) Ry(Yaw-90) diag(1,-1,-1) R_go.
+
+Supervision: rotations of joints 0-24 (body, jaw, eyes; hands are left out because AGORA's hand
+poses are relative to the hand mean while our SMPL-X uses flat_hand_mean=True), camera-frame joints and
+vertices from the dataframe. Betas of the gendered/kid fits are not neutral-model betas: not
+supervised unless ``use_betas=True`` (e.g. with ``fits_dir`` at the neutral-gender refits
+``smplx_gt_neutral_gender``, which share the relative paths).
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lighthmr_ros.errors import DatasetError
+from lighthmr_ros.training.datasets import HMRDataset, read_rgb
+from lighthmr_ros.training.targets import HEAD_JOINT, NUM_SMPLX_POSE_JOINTS, PersonTarget, Sample
+
+FULL_WIDTH = 3840
+SENSOR_MM = (36.0, 20.25)
+# (substring of the image name, focal mm, camera yaw deg or None = from the row, pitch deg)
+CAMERA_RULES = (("hdri", 50.0, 0.0, 0.0), ("cam00", 18.0, 135.0, 30.0), ("cam01", 18.0, -135.0, 30.0),
+                ("cam02", 18.0, -45.0, 30.0), ("cam03", 18.0, 45.0, 30.0), ("ag2", 28.0, 0.0, 15.0))
+
+
+def agora_camera(img_name: str, cam_yaw_row: float) -> tuple[float, float, float]:
+    """(focal mm, camera yaw deg, camera pitch deg) for an AGORA image name."""
+    for key, focal, yaw, pitch in CAMERA_RULES:
+        if key in img_name:
+            return focal, yaw, pitch
+    return 28.0, float(cam_yaw_row), 0.0
+
+
+def agora_K(focal_mm: float, width: int, height: int) -> np.ndarray:
+    return np.array([[focal_mm / SENSOR_MM[0] * width, 0.0, width / 2.0],
+                     [0.0, focal_mm / SENSOR_MM[1] * height, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def _rot(axis: int, deg: float) -> np.ndarray:
+    v = np.zeros(3)
+    v[axis] = np.radians(deg)
+    return cv2.Rodrigues(v)[0]
+
+
+def local_to_camera_rotation(yaw_person: float, cam_yaw: float, cam_pitch: float) -> np.ndarray:
+    """Rotation part of projection.py's chain from the fit's frame to the camera frame."""
+    return _rot(0, cam_pitch) @ _rot(1, -cam_yaw) @ _rot(1, yaw_person - 90.0) @ np.diag([1.0, -1.0, -1.0])
+
+
+def _array(value) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def load_fit(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        fit = pickle.load(f, encoding="latin1")
+    return {k: _array(v).reshape(-1) for k, v in fit.items() if k in (
+        "global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
+        "right_hand_pose", "betas", "expression", "transl")}
+
+
+class AgoraDataset(HMRDataset):
+    """One item per image; ``resolution`` 1280 uses the ``_1280x720.png`` copies, 3840 the full frames."""
+
+    name = "agora"
+
+    def __init__(self, root, split: str = "train", subsample: int = 1, resolution: int = 1280,
+                 use_betas: bool = False, with_vertices: bool = True, fits_dir: str | None = None):
+        super().__init__(root, split, subsample)
+        import pandas as pd
+
+        split = {"val": "validation"}.get(split, split)
+        frames = sorted(self.root.rglob(f"{split}_*_withjv.pkl"))
+        if not frames:
+            raise DatasetError(f"no AGORA dataframes {split}_*_withjv.pkl under {self.root}: download the SMPL-X "
+                               "'Camera dataframes' with joints and vertices into it.")
+        self.resolution = resolution
+        self.use_betas = use_betas
+        self.with_vertices = with_vertices
+        # gt_path_smplx is relative to the release folder (agora_evaluation joins it with the data path);
+        # fits_dir points elsewhere, e.g. at the neutral-gender refits (then use_betas=True makes sense)
+        self.fits_dir = Path(fits_dir).expanduser() if fits_dir else self.root
+        self._frames = []
+        for path in frames:
+            try:
+                df = pd.read_pickle(path)
+            except Exception as exc:
+                raise DatasetError(f"cannot read AGORA dataframe {path} ({exc}).") from exc
+            if "imgPath" not in df.columns or "gt_joints_2d" not in df.columns:
+                raise DatasetError(f"{path} is not an AGORA ground-truth dataframe (no imgPath/gt_joints_2d columns).")
+            self._frames.append(df)
+            for r in range(len(df)):
+                self.items.append((len(self._frames) - 1, r))
+        self._images: dict[str, Path] | None = None
+        self._finish_index()
+
+    def _image_path(self, img_path: str) -> Path:
+        name = Path(img_path).name
+        if self.resolution == 1280 and "_1280x720" not in name:
+            name = name.replace(".png", "_1280x720.png")
+        if self._images is None:
+            self._images = {p.name: p for p in self.root.rglob("*.png")}
+        if name not in self._images:
+            raise DatasetError(f"AGORA image {name} not found under {self.root}: unzip the {self.split} image archives there.")
+        return self._images[name]
+
+    def load(self, i: int) -> Sample:
+        f, r = self.items[i]
+        row = self._frames[f].iloc[r]
+        image = read_rgb(self._image_path(row["imgPath"]))
+        h, w = image.shape[:2]
+        scale = w / FULL_WIDTH
+        focal, cam_yaw, pitch = agora_camera(str(row["imgPath"]), row.get("camYaw", 0.0))
+        K = agora_K(focal, w, h)
+        persons = []
+        n = len(row["gt_joints_2d"])
+        for p in range(n):
+            j2d = _array(row["gt_joints_2d"][p])[:, :2] * scale
+            j3d = _array(row["gt_joints_3d"][p])
+            fit = None
+            if "gt_path_smplx" in row and row["gt_path_smplx"] is not None:
+                fit = load_fit(self.fits_dir / str(row["gt_path_smplx"][p]).replace(".obj", ".pkl"))
+            rotvec = rot_valid = shape = None
+            if fit is not None:
+                rotvec = np.zeros((NUM_SMPLX_POSE_JOINTS, 3))
+                R = local_to_camera_rotation(float(row["Yaw"][p]), cam_yaw, pitch) @ cv2.Rodrigues(fit["global_orient"][:3])[0]
+                rotvec[0] = cv2.Rodrigues(R)[0][:, 0]
+                rotvec[1:22] = fit["body_pose"].reshape(21, 3)
+                rotvec[22] = fit.get("jaw_pose", np.zeros(3))[:3]
+                rotvec[23] = fit.get("leye_pose", np.zeros(3))[:3]
+                rotvec[24] = fit.get("reye_pose", np.zeros(3))[:3]
+                rotvec[25:40] = fit.get("left_hand_pose", np.zeros(45)).reshape(15, 3)
+                rotvec[40:55] = fit.get("right_hand_pose", np.zeros(45)).reshape(15, 3)
+                rot_valid = np.zeros(NUM_SMPLX_POSE_JOINTS, bool)
+                rot_valid[:25] = True
+                if self.use_betas:
+                    shape = fit["betas"]
+            valid = bool(row["isValid"][p]) if "isValid" in row else True
+            verts = _array(row["gt_verts"][p]) if self.with_vertices and "gt_verts" in row else None
+            persons.append(PersonTarget(
+                center=j2d[HEAD_JOINT].copy(), joints_2d=j2d[:NUM_SMPLX_POSE_JOINTS],
+                joints_2d_valid=np.ones(min(len(j2d), NUM_SMPLX_POSE_JOINTS), bool),
+                joints_3d=j3d[:NUM_SMPLX_POSE_JOINTS], rotvec=rotvec, rot_valid=rot_valid, shape=shape,
+                vertices=verts, valid=valid, gender=str(row["gender"][p]) if "gender" in row else "neutral",
+                kid=bool(row["kid"][p]) if "kid" in row else False, body="smplx",
+            ))
+        return Sample(image=image, K=K, persons=persons, name=Path(str(row["imgPath"])).name, dataset="agora",
+                      extras={"joints_2d_full": [_array(row["gt_joints_2d"][p])[:, :2] * scale for p in range(n)]})

@@ -1,0 +1,475 @@
+"""The training engine behind ``lighthmr train`` and ``lighthmr distill``.
+
+One loop for every stage: data sets -> letterbox + augmentation -> ``forward_train`` at the GT
+cells (plus teacher cells when distilling) -> GT losses (and teacher losses) -> AdamW with warm-up
+and cosine decay, gradient clipping, optional AMP -> atomic, resumable checkpoints.
+
+Multi-GPU: launch with ``torchrun --nproc_per_node N -m lighthmr_ros.cli train CONFIG``; each process
+reads RANK / WORLD_SIZE / LOCAL_RANK, joins the process group (NCCL on CUDA, gloo on CPU), wraps the
+model in DistributedDataParallel and reads its own shard of every epoch's permutation. Rank 0 alone
+writes logs and checkpoints.
+
+Resuming: ``<output_dir>/checkpoints/last.pt`` holds model and projector weights, optimizer,
+scheduler, AMP scaler, step, epoch, position in the epoch and the torch RNG states. The data order is
+a function of (seed, epoch) and augmentation of (seed, epoch, item), so a resumed run continues the
+same schedule: the same batches and the same learning rate at the same step.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from lighthmr_ros.errors import CheckpointError, ConfigError
+from lighthmr_ros.training.config import TrainConfig
+from lighthmr_ros.training.datasets import ConcatReaders, TrainingDataset, create_dataset, make_collate
+from lighthmr_ros.training.losses import detection_losses, person_losses, weighted_total
+from lighthmr_ros.training.supervision import build_person_targets
+from lighthmr_ros.training.targets import AugmentConfig, token_locations
+
+log = logging.getLogger(__name__)
+PERSON_KEYS = ("pred_cam", "dist", "rotmat", "shape", "expression", "vertices", "joints", "joints_2d", "transl", "loc")
+
+
+# ---------------------------------------------------------------------------------- distributed
+@dataclasses.dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return info
+
+
+def pick_device(name: str, info_local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("run.device is cuda but no CUDA device is available; set run.device: cpu")
+        torch.cuda.set_device(info_local_rank)
+        return torch.device("cuda", info_local_rank)
+    return torch.device(name)
+
+
+class EpochSampler(Sampler):
+    """Shuffled permutation of (seed, epoch), padded to split evenly across ranks, from a start batch."""
+
+    def __init__(self, n: int, batch_size: int, rank: int, world: int, seed: int, shuffle: bool = True):
+        self.n, self.batch_size, self.rank, self.world, self.seed, self.shuffle = n, batch_size, rank, world, seed, shuffle
+        self.epoch = 0
+        self.start_batch = 0
+
+    def per_rank(self) -> int:
+        return math.ceil(self.n / self.world)
+
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.per_rank() / self.batch_size)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        total = self.per_rank() * self.world
+        order = (order * math.ceil(total / max(1, len(order))))[:total]
+        mine = order[self.rank : total : self.world]
+        return iter(mine[self.start_batch * self.batch_size :])
+
+    def __len__(self) -> int:
+        return max(0, self.per_rank() - self.start_batch * self.batch_size)
+
+
+# ---------------------------------------------------------------------------------- model pieces
+class TrainModule(nn.Module):
+    """What DDP wraps: the student's ``forward_train`` plus the feature projector of distillation."""
+
+    def __init__(self, model: nn.Module, projector: nn.Module | None = None):
+        super().__init__()
+        self.model = model
+        self.projector = projector
+
+    def forward(self, images, K, locations):
+        out = self.model.forward_train(images, K, locations)
+        if self.projector is not None:
+            out["tokens"] = self.projector(out["tokens"].float())
+        return out
+
+
+def freeze_parts(model: nn.Module, parts: list[str]) -> None:
+    groups = {"encoder": ["backbone"], "decoder": ["x_attention_head"], "heads": ["mlp_classif", "mlp_offset"]}
+    for part in parts:
+        for attr in groups[part]:
+            module = getattr(model, attr, None)
+            if module is None:
+                raise ConfigError(f"cannot freeze {part}: the model has no {attr}")
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+
+def lr_lambda(optim_cfg, max_steps: int):
+    warm = max(0, optim_cfg.warmup_steps)
+    floor = optim_cfg.min_lr_ratio
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if optim_cfg.schedule == "constant":
+            return 1.0
+        t = min(1.0, (step - warm) / max(1, max_steps - warm))
+        if optim_cfg.schedule == "linear":
+            return floor + (1 - floor) * (1 - t)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+def build_model(cfg: TrainConfig):
+    from lighthmr_ros.model import create_model
+
+    m = cfg.model
+    overrides = dict(m.overrides)
+    if m.image_size:
+        overrides["image_size"] = m.image_size
+    model = create_model(m.name, body_model=m.body_model, smplx_model_dir=m.smplx_model_dir, **overrides)
+    if m.init_checkpoint:
+        from lighthmr_ros.model.checkpoint import load_checkpoint
+
+        src = load_checkpoint(m.init_checkpoint, device="cpu", smplx_model_dir=m.smplx_model_dir)
+        missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+        bad = [k for k in missing + unexpected if not k.startswith(model.body_prefixes)]
+        if bad:
+            raise CheckpointError(f"{m.init_checkpoint} does not fit model {m.name} (e.g. {bad[0]}); "
+                                  "use a checkpoint of the same architecture as model.init_checkpoint")
+    return model
+
+
+def build_loader(cfg: TrainConfig, size: int, info: DistInfo, sources=None, augment=True, pin_memory: bool = False):
+    readers = []
+    for src in sources if sources is not None else cfg.data.train:
+        readers.append(create_dataset(src.dataset, src.root, split=src.split, subsample=src.subsample, **src.options))
+    reader = readers[0] if len(readers) == 1 else ConcatReaders(readers)
+    aug = cfg.data.augment if augment else AugmentConfig(enabled=False)
+    ds = TrainingDataset(reader, size, aug, seed=cfg.run.seed)
+    sampler = EpochSampler(len(ds), cfg.data.batch_size, info.rank, info.world, cfg.run.seed, shuffle=augment)
+    loader = DataLoader(ds, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+                        collate_fn=make_collate(size), persistent_workers=False, drop_last=False, pin_memory=pin_memory,
+                        generator=torch.Generator())  # own generator: iterating never draws from the global RNG
+    return ds, sampler, loader
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _weights(module: TrainModule, body_prefixes: tuple[str, ...]) -> dict:
+    prefixes = tuple(f"model.{p}" for p in body_prefixes)
+    return {k: v.detach().cpu() for k, v in module.state_dict().items() if not k.startswith(prefixes)}
+
+
+def save_training_state(path: Path, module: TrainModule, optimizer, scheduler, scaler, state: dict) -> None:
+    payload = {
+        "format": "lighthmr_ros.train_state",
+        "weights": _weights(module, module.model.body_prefixes),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        **state,
+    }
+    _atomic_save(payload, path)
+
+
+def load_training_state(path: Path, module: TrainModule, optimizer, scheduler, scaler) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot resume from {path} ({type(exc).__name__}: {exc}); delete it or set run.resume: false") from exc
+    if payload.get("format") != "lighthmr_ros.train_state":
+        raise CheckpointError(f"{path} is not a lighthmr training state; delete it or set run.resume: false")
+    missing, unexpected = module.load_state_dict(payload["weights"], strict=False)
+    prefixes = tuple(f"model.{p}" for p in module.model.body_prefixes)
+    bad = [k for k in missing if not k.startswith(prefixes)] + list(unexpected)
+    if bad:
+        raise CheckpointError(f"{path} does not fit this model/config (e.g. {bad[0]}); use a new run.output_dir")
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    if scaler is not None and payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])
+    torch.set_rng_state(payload["rng_cpu"])
+    if torch.cuda.is_available() and payload.get("rng_cuda"):
+        torch.cuda.set_rng_state_all(payload["rng_cuda"])
+    return {k: payload[k] for k in ("step", "epoch", "batch_in_epoch")}
+
+
+class MetricLog:
+    """CSV (always) and TensorBoard (when installed and enabled) scalars, rank 0 only."""
+
+    def __init__(self, out_dir: Path, tensorboard: bool):
+        self.path = out_dir / "log.csv"
+        self.fields: list[str] | None = None
+        if self.path.exists():
+            with open(self.path) as f:
+                header = f.readline().strip()
+            self.fields = header.split(",") if header else None
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tb"))
+            except Exception:  # tensorboard not installed: CSV only
+                self.tb = None
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        row = {"step": step, **values}
+        if self.fields is None:
+            self.fields = list(row)
+            with open(self.path, "w", newline="") as f:
+                csv.DictWriter(f, self.fields).writeheader()
+        for k in row:
+            if k not in self.fields:  # a term appears later (e.g. validation): extend the header
+                self.fields.append(k)
+                rows = list(csv.DictReader(open(self.path)))
+                with open(self.path, "w", newline="") as f:
+                    w = csv.DictWriter(f, self.fields)
+                    w.writeheader()
+                    w.writerows(rows)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.fields).writerow(row)
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+            self.tb.flush()
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ---------------------------------------------------------------------------------- one step
+def compute_step_losses(module, model, distiller, batch, cfg: TrainConfig, size: int, device, amp_ctx) -> tuple[torch.Tensor, dict]:
+    """Forward pass and every loss term for one collated batch."""
+    images, K = batch["images"].to(device, non_blocking=True), batch["K"].to(device)
+    B = images.shape[0]
+    grid = (model.config.grid, model.config.grid)
+    center, bidx = batch["center"], batch["batch_index"]
+    locations, keep, offset_t = token_locations(center, bidx, B, grid, size)
+    extra = None
+    if distiller is not None and distiller.cfg.teacher_locations:
+        extra = [e.cpu() for e in distiller.teacher_peaks(images, K, size, grid, locations)]
+    locs = [torch.cat([locations[b], extra[b]]) if extra is not None else locations[b] for b in range(B)]
+    with amp_ctx():
+        out = module(images, K, [loc.to(device) for loc in locs])
+    # rows of GT persons among the decoded ones (per image: GT first, then teacher-only cells)
+    is_gt = torch.cat([torch.cat([torch.ones(len(locations[b]), dtype=torch.bool),
+                                  torch.zeros(len(locs[b]) - len(locations[b]), dtype=torch.bool)]) for b in range(B)])
+    is_gt = is_gt.to(device)
+    gt_out = {k: out[k][is_gt] for k in PERSON_KEYS if k in out}
+    w = cfg.loss
+    cells = torch.cat(locations).to(device)
+    kept_b = bidx[keep].to(device)
+    losses = detection_losses(out, cells, kept_b, offset_t[keep].to(device), w)
+    if int(keep.sum()):
+        targets = build_person_targets(batch, keep, model.body, device)
+        losses.update(person_losses(gt_out, targets, model.body.spec.pelvis_index, model.body.spec.head_index, size, w))
+    total = weighted_total(losses, w)
+    if distiller is not None:
+        t = distiller.teacher_outputs(images, K, center[keep].to(device), kept_b, grid, size, extra)
+        kd = distiller.losses(out, t, model.body.spec.pelvis_index, size, w)
+        losses.update(kd)
+        kd_total = sum(kd.values()) if kd else torch.zeros((), device=device)
+        total = distiller.cfg.gt_weight * total + distiller.cfg.teacher_weight * kd_total
+    return total, {k: float(v.detach()) for k, v in losses.items()}
+
+
+# ---------------------------------------------------------------------------------- the loop
+def train(cfg: TrainConfig, distill: bool = False) -> dict:
+    """Run (or resume) a training stage; returns a summary (steps, last losses, paths)."""
+    if distill and cfg.teacher is None:
+        raise ConfigError("lighthmr distill needs a 'teacher' section (checkpoint, image_size, gt_weight, teacher_weight)")
+    info = DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+                    int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(cfg.run.device, info.local_rank)
+    threads_before = torch.get_num_threads()
+    if cfg.run.threads > 0:
+        torch.set_num_threads(cfg.run.threads)
+    try:
+        return _train(cfg, info, device)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
+    info = init_distributed(device)
+    torch.manual_seed(cfg.run.seed + info.rank)
+    out_dir = Path(cfg.run.output_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    model = build_model(cfg).to(device)
+    size = model.config.image_size
+    freeze_parts(model, cfg.run.freeze)
+    distiller = None
+    if cfg.teacher is not None:
+        from lighthmr_ros.training.distill import Distiller
+
+        distiller = Distiller(cfg.teacher, model, device).to(device)
+    module = TrainModule(model, distiller.projector if distiller is not None else None).to(device)
+    module.train()
+    ddp = module
+    if info.world > 1:
+        ddp = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                                  find_unused_parameters=True)
+    enc = [p for n, p in module.named_parameters() if p.requires_grad and n.startswith("model.backbone.")]
+    rest = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("model.backbone.")]
+    groups = [g for g in ({"params": enc, "lr": cfg.optim.lr * cfg.optim.encoder_lr_scale},
+                          {"params": rest, "lr": cfg.optim.lr}) if g["params"]]
+    if not groups:
+        raise ConfigError("every parameter is frozen (run.freeze); nothing to train")
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.run.max_steps))
+    use_amp = cfg.run.amp == "on" or (cfg.run.amp == "auto" and device.type == "cuda")
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda") if use_amp and device.type == "cuda" else None
+
+    def amp_ctx():
+        return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
+
+    ds, sampler, loader = build_loader(cfg, size, info, pin_memory=device.type == "cuda")
+    step = epoch = batch_in_epoch = 0
+    last = ckpt_dir / "last.pt"
+    if cfg.run.resume and last.exists():
+        st = load_training_state(last, module, optimizer, scheduler, scaler)
+        step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
+        if info.main:
+            log.info("resumed %s at step %d (epoch %d, batch %d)", last, step, epoch, batch_in_epoch)
+    metric_log = MetricLog(out_dir, cfg.run.tensorboard) if info.main else None
+    if info.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    stop = min(cfg.run.max_steps, cfg.run.stop_after or cfg.run.max_steps)
+    progress = None
+    if info.main and cfg.run.progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=stop, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
+    last_losses: dict = {}
+    t0 = time.time()
+
+    def checkpoint(final: bool = False):
+        if not info.main:
+            return
+        save_training_state(last, module, optimizer, scheduler, scaler,
+                            {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "config": cfg.to_dict()})
+        from lighthmr_ros.model.checkpoint import save_checkpoint
+
+        prov = {"stage": cfg.name, "step": step, "max_steps": cfg.run.max_steps,
+                "datasets": [dataclasses.asdict(s) for s in cfg.data.train],
+                "teacher": dataclasses.asdict(cfg.teacher) if cfg.teacher else None}
+        save_checkpoint(out_dir / "model.pt", model, prov)
+
+    while step < stop:
+        ds.set_epoch(epoch if cfg.data.augment_per_epoch else 0)
+        sampler.set_epoch(epoch, batch_in_epoch)
+        for batch in loader:
+            total, losses = compute_step_losses(ddp, model, distiller, batch, cfg, size, device, amp_ctx)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(total).backward()
+                scaler.unscale_(optimizer)
+            else:
+                total.backward()
+            grad_norm = None
+            if cfg.optim.grad_clip > 0:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.optim.grad_clip))
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            lr = optimizer.param_groups[-1]["lr"]
+            scheduler.step()
+            step += 1
+            batch_in_epoch += 1
+            last_losses = {"loss": float(total.detach()), **losses}
+            if info.main:
+                if step % max(1, cfg.run.log_every) == 0 or step == stop:
+                    vals = {"lr": lr, **last_losses, "time_s": time.time() - t0}
+                    if grad_norm is not None:
+                        vals["grad_norm"] = grad_norm
+                    metric_log.write(step, vals)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{last_losses['loss']:.4f}", lr=f"{lr:.2e}")
+            if cfg.run.val_every and step % cfg.run.val_every == 0 and cfg.data.val and info.main:
+                metrics = validate(cfg, model, size, device)
+                metric_log.write(step, {f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+                module.train()
+            if step % max(1, cfg.run.ckpt_every) == 0 or step == stop:
+                checkpoint()
+            if step >= stop:
+                break
+        else:
+            epoch += 1
+            batch_in_epoch = 0
+            continue
+    if progress is not None:
+        progress.close()
+    if metric_log is not None:
+        metric_log.close()
+    if info.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    summary = {"step": step, "max_steps": cfg.run.max_steps, "losses": last_losses,
+               "checkpoint": str(out_dir / "model.pt"), "state": str(last)}
+    if distiller is not None and distiller.cache is not None:
+        summary["teacher_cache"] = {"hits": distiller.cache.hits, "misses": distiller.cache.misses}
+    return summary
+
+
+def validate(cfg: TrainConfig, model, size: int, device) -> dict:
+    from lighthmr_ros.training.evaluate import evaluate_model
+
+    readers = [create_dataset(s.dataset, s.root, split=s.split, subsample=s.subsample, **s.options) for s in cfg.data.val]
+    results = {}
+    for src, reader in zip(cfg.data.val, readers):
+        res = evaluate_model(model.eval(), reader, size=size, device=device, progress=False)
+        results.update({f"{src.dataset}_{k}": v for k, v in res.items()})
+    return results
