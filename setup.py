@@ -15,10 +15,13 @@ core = [
     "tqdm>=4.60",
     "trimesh>=4",
     "scipy>=1.10",
+    # sample photos with people (demo, synthetic backgrounds) ship inside these two
+    "scikit-image>=0.21",
+    "matplotlib>=3.7",
 ]
 extras = {
     "ros": ["rosbags>=0.10", "mcap-ros2-support>=0.5"],
-    "train": ["pandas>=2", "tensorboard>=2.14", "scikit-image>=0.21", "matplotlib>=3.7"],
+    "train": ["pandas>=2", "tensorboard>=2.14"],
     "web": ["fastapi>=0.110", "uvicorn>=0.27", "python-multipart>=0.0.9"],
     "export": ["onnx>=1.15", "onnxruntime>=1.17"],
     "dev": ["pytest>=8", "pytest-timeout>=2.2", "httpx>=0.27", "catkin-pkg>=1.0"],
@@ -37,7 +40,10 @@ setup(
     + ["lighthmr_ros.training"]
     + ["lighthmr_ros." + name for name in find_packages(include=["training.*"])],
     package_dir={"lighthmr_ros.training": "training"},
-    package_data={"lighthmr_ros": ["py.typed", "assets/*", "web/static/**/*"]},
+    package_data={
+        "lighthmr_ros": ["py.typed", "assets/*", "web/static/**/*"],
+        "lighthmr_ros.training": ["configs/*.yaml", "README.md"],
+    },
     include_package_data=True,
     install_requires=core,
     extras_require=extras,

@@ -43,13 +43,22 @@ if ! fresh msgs "$key" || ! (cd /tmp && "$PY" -c "import lighthmr_ros.msg" 2>/de
   mark msgs "$key"
 fi
 
-# 3. System packages: Chromium for the browser tests (Debian's; Playwright cannot download browsers here).
+# 3. Anny's per-machine cache (about two minutes, once): warmed here so no test or demo pays for it.
+ANNY_CACHE=${ANNY_CACHE_DIR:-$HOME/.cache/anny}
+key=$(digest setup.py scripts/constraints.txt)
+if ! fresh anny "$key" || [ -z "$(ls -A "$ANNY_CACHE" 2>/dev/null)" ]; then
+  log "building the Anny body-model cache (first run: about two minutes)"
+  (cd /tmp && "$PY" -c "from lighthmr_ros.body import create_body_model; create_body_model('anny')")
+  mark anny "$key"
+fi
+
+# 4. System packages: Chromium for the browser tests (Debian's; Playwright cannot download browsers here).
 if ! command -v chromium >/dev/null; then
   log "installing chromium (apt)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
-# 4. Web front end (npm ci + vite build, its own stamp).
+# 5. Web front end (npm ci + vite build, its own stamp).
 if [ -x scripts/build_web.sh ]; then
   scripts/build_web.sh
 fi

@@ -230,6 +230,19 @@ def test_anny_gradients_flow(anny_body):
         assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
 
 
+def test_anny_trains_after_inference_mode_use(anny_body):
+    """A Predictor (inference_mode) and training in one process: roma's memoised constants and
+    the shared Anny instance must not leak inference tensors into a later autograd forward."""
+    with torch.inference_mode():
+        anny_body(_random_rotmats(1, 36, scale=0.2), torch.full((1, 6), 0.5))
+        created_in_inference = create_body_model("anny")
+    assert not created_in_inference.anny.template_vertices.is_inference()
+    rot = _random_rotmats(1, 36, scale=0.2).requires_grad_(True)
+    shape = torch.full((1, 6), 0.4, requires_grad=True)
+    anny_body(rot, shape).vertices.sum().backward()
+    assert shape.grad is not None and torch.isfinite(shape.grad).all()
+
+
 def test_anny_all_bones_and_cheap_reconstruction(anny_body):
     import time
 

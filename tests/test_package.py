@@ -27,7 +27,7 @@ ROSDEP_KEYS = {
     "rclpy": "rclpy", "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs", "geometry_msgs": "geometry_msgs",
     "visualization_msgs": "visualization_msgs", "diagnostic_msgs": "diagnostic_msgs",
     "lifecycle_msgs": "lifecycle_msgs", "builtin_interfaces": "builtin_interfaces",
-    "rcl_interfaces": "rclpy", "launch": "launch", "launch_ros": "launch_ros", "std_srvs": "std_srvs",
+    "rcl_interfaces": "rcl_interfaces", "launch": "launch", "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "std_srvs": "std_srvs",
 }
 
 

@@ -66,7 +66,10 @@ def _load_core():
         raise BodyModelError("The Anny body model needs the 'anny' package: pip install 'anny>=0.6'.") from exc
     log.info("loading the Anny body model (the first run on a machine builds a cache, about 2 minutes)")
     try:
-        core = anny.Anny(skinning_method="lbs").to(torch.float32)
+        # Built outside inference mode even when the first caller is in it: tensors made under
+        # inference_mode can never take part in autograd, and this instance is shared by training too.
+        with torch.inference_mode(False):
+            core = anny.Anny(skinning_method="lbs").to(torch.float32)
     except Exception as exc:
         raise BodyModelError(f"The Anny body model could not be built ({type(exc).__name__}: {exc}); "
                              "delete ~/.cache/anny (or $ANNY_CACHE_DIR) and retry.") from exc
@@ -79,12 +82,23 @@ def _load_core():
     return core
 
 
+def _unpoison_roma_cache(device: torch.device) -> None:
+    """roma memoises a constant (its Horn map) per device with functools.lru_cache; when the first
+    call happened under inference_mode (the Predictor), the cached tensor breaks every later autograd
+    forward (training in the same process). Drop such an entry so it is rebuilt as a normal tensor."""
+    import roma.mappings
+
+    cached = getattr(roma.mappings, "_cached_horn_map", None)
+    if cached is not None and hasattr(cached, "cache_clear") and cached(device).is_inference():
+        cached.cache_clear()
+
+
 class AnnyBody(BodyModel):
     """Anny behind the BodyModel interface (see the module docstring for the mapping)."""
 
     def __init__(self, bones: str | tuple[str, ...] = "body"):
         super().__init__()
-        with _lock:
+        with _lock, torch.inference_mode(False):
             self.anny = copy.deepcopy(_load_core())
         labels = list(self.anny.bone_labels)
         if bones == "body":
@@ -120,6 +134,8 @@ class AnnyBody(BodyModel):
         num_bones = len(self.spec.joint_names)
         if batch == 0:
             return BodyOutput(rotmats.new_zeros(0, self.spec.num_vertices, 3), rotmats.new_zeros(0, num_bones, 3))
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            _unpoison_roma_cache(rotmats.device)
         with self._full_precision(rotmats.device):
             c = self._to_canonical.to(dtype)
             rot = rotmats.to(dtype)

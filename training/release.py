@@ -1,0 +1,53 @@
+"""Turn a training run's ``model.pt`` into a compact release checkpoint (fp16 weights).
+
+    python -m lighthmr_ros.training.release runs/synthetic_anny/model.pt \
+        lighthmr_ros/assets/lighthmr_default.pt --metrics heldout_metrics.json
+
+The release keeps the run's provenance (config, steps, data) and adds the held-out metrics, so
+``Predictor`` users can see what the weights were trained on and how well they did. Weights are
+stored in fp16 (half the size); they are cast back to the model's precision when loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lighthmr_ros.errors import CheckpointError
+
+
+def release_checkpoint(source: str | Path, target: str | Path, metrics: dict | None = None, note: str = "") -> Path:
+    from lighthmr_ros.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+    payload = read_checkpoint(source)
+    model = load_checkpoint(source, device="cpu")
+    provenance = dict(payload.get("provenance") or {})
+    provenance["released_from"] = Path(source).name
+    if note:
+        provenance["note"] = note
+    extra = dict(payload.get("extra") or {})
+    if metrics:
+        extra["heldout_metrics"] = metrics
+    return save_checkpoint(target, model, provenance, extra=extra, half=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="a lighthmr checkpoint (a run's model.pt)")
+    parser.add_argument("target", help="where to write the fp16 release")
+    parser.add_argument("--metrics", help="JSON written by `lighthmr evaluate` on held-out data")
+    parser.add_argument("--note", default="", help="free text stored in the provenance")
+    args = parser.parse_args(argv)
+    metrics = None
+    if args.metrics:
+        try:
+            metrics = json.loads(Path(args.metrics).read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"Could not read the metrics file {args.metrics}: {exc}.") from exc
+    out = release_checkpoint(args.source, args.target, metrics, args.note)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
