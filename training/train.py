@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from lighthmr_ros.errors import CheckpointError, ConfigError
+from lighthmr_ros.model.checkpoint import atomic_save
 from lighthmr_ros.training.config import TrainConfig
 from lighthmr_ros.training.datasets import ConcatReaders, TrainingDataset, create_dataset, make_collate
 from lighthmr_ros.training.losses import detection_losses, person_losses, weighted_total
@@ -185,18 +185,6 @@ def build_loader(cfg: TrainConfig, size: int, info: DistInfo, sources=None, augm
 
 
 # ---------------------------------------------------------------------------------- checkpoints
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _weights(module: TrainModule, body_prefixes: tuple[str, ...]) -> dict:
     prefixes = tuple(f"model.{p}" for p in body_prefixes)
     return {k: v.detach().cpu() for k, v in module.state_dict().items() if not k.startswith(prefixes)}
@@ -213,7 +201,7 @@ def save_training_state(path: Path, module: TrainModule, optimizer, scheduler, s
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         **state,
     }
-    _atomic_save(payload, path)
+    atomic_save(payload, path)
 
 
 def load_training_state(path: Path, module: TrainModule, optimizer, scheduler, scaler) -> dict:

@@ -57,16 +57,22 @@ def save_checkpoint(path: str | Path, model: HMRModel, provenance: dict, extra: 
         "dtype": "fp16" if half else "fp32",
         "state_dict": state,
     }
+    atomic_save(payload, path)
+    return path
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+            torch.save(obj, fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def read_checkpoint(path: str | Path) -> dict:
