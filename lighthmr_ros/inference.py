@@ -267,7 +267,7 @@ class Predictor:
         return per_image
 
     # ------------------------------------------------------------------ main entry
-    def predict(self, image, K=None, fov_deg: float = 60.0, det_threshold: float = 0.5, nms_kernel: int = 3,
+    def predict(self, image, K=None, fov_deg: float = 60.0, det_threshold: float = 0.5, nms_kernel: int | None = None,
                 max_humans: int = 20, with_vertices: bool = True):
         """Humans of one image (list[Human]) or of a list of images (list of lists), in one forward.
 

@@ -19,7 +19,7 @@ import roma
 import torch
 
 from lighthmr_ros.errors import ConfigError
-from lighthmr_ros.model.heads import nms, pick_peaks, score_from_logits
+from lighthmr_ros.model.heads import score_from_logits
 from lighthmr_ros.model.hmr import Detections
 from lighthmr_ros.model.hph import rot6d_to_rotmat
 from lighthmr_ros.onnx_export import DECODER_FILE, ENCODER_FILE, export_onnx, read_meta, weights_fingerprint
@@ -83,7 +83,7 @@ class OnnxHMR:
             self._camera_cache[key] = emb
         return emb
 
-    def __call__(self, images: torch.Tensor, K: torch.Tensor, det_threshold: float = 0.5, nms_kernel: int = 3,
+    def __call__(self, images: torch.Tensor, K: torch.Tensor, det_threshold: float = 0.5, nms_kernel: int | None = None,
                  max_humans: int = 20, with_vertices: bool = True) -> Detections:
         model = self.model
         dev = images.device
@@ -91,7 +91,7 @@ class OnnxHMR:
             tokens_np, logits_np = self.encoder.run(None, {"images": images.detach().float().cpu().numpy()})
             B = tokens_np.shape[0]
             score_map = score_from_logits(torch.from_numpy(logits_np)).reshape(B, *self.grid)
-            b, n = pick_peaks(nms(score_map, nms_kernel), det_threshold, max_humans)
+            b, n, _ = model.find_people(torch.from_numpy(tokens_np), score_map, det_threshold, nms_kernel, max_humans)
             if b.numel() == 0:
                 return model._empty(score_map.to(dev), dev)
             outs: dict[str, list[np.ndarray]] = {k: [] for k in self.decoder_outputs}

@@ -149,3 +149,34 @@ def test_dinov2_encoder_keys_and_grid():
     with torch.inference_mode():
         tokens, hw = enc(torch.randn(1, 3, 224, 224))
     assert hw == (16, 16) and tokens.shape == (1, 256, 384)
+
+
+def test_peak_search_drops_duplicates_but_keeps_neighbours():
+    """Two peaks in adjacent cells: max-pool NMS (kernel 3) keeps one; centre suppression keeps both
+    unless their refined keypoints (cell + offset) coincide, as a duplicate's do."""
+    from types import SimpleNamespace
+
+    from lighthmr_ros.model.config import get_config
+    from lighthmr_ros.model.heads import suppress_close_centres
+    from lighthmr_ros.model.hmr import HMRModel
+
+    keep = suppress_close_centres(torch.tensor([0, 0, 0, 1]), torch.tensor([[10.0, 10.0], [12.0, 10.0], [30.0, 10.0], [11.0, 10.0]]),
+                                  torch.tensor([0.9, 0.8, 0.7, 0.6]), radius=8.0)
+    assert keep.tolist() == [True, False, True, True]
+
+    score_map = torch.full((1, 4, 4), 1e-4)
+    score_map[0, 1, 1], score_map[0, 1, 2] = 0.9, 0.8
+    tokens = torch.zeros(1, 16, 2)  # the stand-in offset head returns the tokens: (dx, dy) in cells
+
+    def people(offsets_x: tuple[float, float], **config):
+        t = tokens.clone()
+        t[0, 5, 0], t[0, 6, 0] = offsets_x
+        ns = SimpleNamespace(config=get_config("lighthmr_tinyvit5m", **config), stride=16, mlp_offset=lambda x: x)
+        b, n, offset = HMRModel.find_people(ns, t, score_map, det_threshold=0.5)
+        assert torch.equal(offset, t[b, n])
+        return n.tolist()
+
+    assert people((0.0, 0.0)) == [5]  # the config default: upstream 3x3 max-pool NMS
+    assert people((0.0, 0.0), nms_kernel=1, nms_radius=0.5) == [5, 6]  # 16 px apart: two people
+    assert people((0.45, -0.45), nms_kernel=1, nms_radius=0.5) == [5]  # 1.6 px apart: one person twice
+    assert people((0.0, 0.0), nms_kernel=1) == [5, 6]

@@ -86,7 +86,7 @@ class SMPLGroundTruth:
 
 @torch.no_grad()
 def evaluate_model(model, reader, size: int | None = None, device="cpu", det_threshold: float = 0.5,
-                   nms_kernel: int = 3, max_humans: int = 20, progress: bool = True, smpl_gt: SMPLGroundTruth | None = None,
+                   nms_kernel: int | None = None, max_humans: int = 20, progress: bool = True, smpl_gt: SMPLGroundTruth | None = None,
                    limit: int | None = None) -> dict:
     """Metrics of ``model`` (an HMRModel) over ``reader`` (an HMRDataset)."""
     device = torch.device(device)

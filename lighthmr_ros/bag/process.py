@@ -93,7 +93,7 @@ def process_bag(
     body_model: str | None = None,
     smplx_model_dir: str | None = None,
     det_threshold: float = 0.5,
-    nms_kernel: int = 3,
+    nms_kernel: int | None = None,
     max_humans: int = 20,
     fov_deg: float = 60.0,
     publish_vertices: bool = True,

@@ -29,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--threshold", type=float, default=0.5, help="detection threshold (default 0.5)")
-    parser.add_argument("--nms-kernel", type=int, default=3, help="max-pool NMS kernel in tokens (default 3)")
+    parser.add_argument("--nms-kernel", type=int, default=None, help="max-pool NMS kernel in tokens (default: the model's own)")
     parser.add_argument("--max-humans", type=int, default=20, help="at most this many people per image (default 20)")
     parser.add_argument("--fov", type=float, default=60.0, help="field of view across the larger side when no --intrinsics (default 60)")
     parser.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="camera intrinsics of the images in pixels")

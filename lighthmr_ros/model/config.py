@@ -33,6 +33,8 @@ class ModelConfig:
     num_betas: int = 10  # SMPL-X shape size (teacher: 10)
     num_expression: int = 10  # SMPL-X expression size
     person_center: str = "head"
+    nms_kernel: int = 3  # default max-pool window of the peak search, in cells (upstream: 3)
+    nms_radius: float = 0.0  # also drop detections whose refined keypoint is this close (cells) to a better one
     smpl_layers: tuple[str, ...] = field(default_factory=tuple)  # teacher: upstream smpl_layer names
 
     def to_dict(self) -> dict:

@@ -2,7 +2,10 @@
 
 The detector is dense: every token scores "a person's primary keypoint lies in my cell" and
 regresses a sub-cell 2D offset. Peaks are the cells equal to the max of their neighbourhood
-(CenterNet-style max-pool NMS) with a score over the threshold.
+(CenterNet-style max-pool NMS) with a score over the threshold. On a coarse grid a 3x3 window
+also removes real people whose keypoints fall in neighbouring cells; ``suppress_close_centres``
+instead drops a detection only when its refined (cell + offset) keypoint lies close to a better
+one, which is what a duplicate of the same person looks like.
 """
 from __future__ import annotations
 
@@ -52,3 +55,19 @@ def pick_peaks(score_nms: torch.Tensor, threshold: float, max_humans: int) -> tu
         keep = keep & limited
     b, n = keep.nonzero(as_tuple=True)
     return b, n
+
+
+def suppress_close_centres(batch_index: torch.Tensor, loc: torch.Tensor, score: torch.Tensor, radius: float) -> torch.Tensor:
+    """(P,) keep mask: False where a better detection of the same image lies within ``radius`` pixels.
+
+    Like max-pool NMS, a suppressed detection may still suppress others (one vectorised pass, no
+    greedy loop); ties go to the earlier detection in raster order.
+    """
+    P = batch_index.shape[0]
+    if P < 2 or radius <= 0:
+        return torch.ones(P, dtype=torch.bool, device=batch_index.device)
+    order = torch.arange(P, device=batch_index.device)
+    better = (score[:, None] > score[None]) | ((score[:, None] == score[None]) & (order[:, None] < order[None]))
+    close = torch.cdist(loc.float(), loc.float()) < radius
+    same = batch_index[:, None] == batch_index[None]
+    return ~(better & close & same).any(dim=0)

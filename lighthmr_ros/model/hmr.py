@@ -16,7 +16,7 @@ from torch import nn
 
 from lighthmr_ros.model.camera import CameraEmbedding, focal_from_fov, project, token_centres, unproject
 from lighthmr_ros.model.config import ModelConfig
-from lighthmr_ros.model.heads import nms, pick_peaks, regression_mlp, score_from_logits
+from lighthmr_ros.model.heads import nms, pick_peaks, regression_mlp, score_from_logits, suppress_close_centres
 from lighthmr_ros.model.hph import HPH
 
 
@@ -163,16 +163,34 @@ class HMRModel(nn.Module):
         }
 
     # ----------------------------------------------------------------- forwards
-    def forward(self, images: torch.Tensor, K: torch.Tensor, det_threshold: float = 0.5, nms_kernel: int = 3, max_humans: int = 20, with_vertices: bool = True) -> Detections:
+    def find_people(self, tokens: torch.Tensor, score_map: torch.Tensor, det_threshold: float = 0.5,
+                    nms_kernel: int | None = None, max_humans: int = 20) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(batch index, token index, sub-cell offset) of each person: peaks over the threshold after
+        max-pool NMS (``nms_kernel`` cells; None: the config's), then, when the config sets
+        ``nms_radius``, without duplicates whose refined keypoints nearly coincide; at most
+        ``max_humans`` per image, the best ones."""
+        kernel = self.config.nms_kernel if nms_kernel is None else nms_kernel
+        peaks = nms(score_map, kernel)
+        radius = self.config.nms_radius * self.stride
+        if radius > 0:
+            b, n = pick_peaks(peaks, det_threshold, 0)
+            gw = score_map.shape[-1]
+            loc = torch.stack([n % gw, n // gw], dim=-1).float() + self.mlp_offset(tokens[b, n]).float()
+            score = score_map.flatten(1)[b, n]
+            keep = suppress_close_centres(b, loc * self.stride, score, radius)
+            peaks = torch.zeros_like(score_map).flatten(1).index_put((b[keep], n[keep]), score[keep]).view_as(score_map)
+        b, n = pick_peaks(peaks, det_threshold, max_humans)
+        return b, n, self.mlp_offset(tokens[b, n]).float()
+
+    def forward(self, images: torch.Tensor, K: torch.Tensor, det_threshold: float = 0.5, nms_kernel: int | None = None, max_humans: int = 20, with_vertices: bool = True) -> Detections:
         """Detect and reconstruct everyone in (B, 3, S, S) normalised images with (B, 3, 3) K of the S x S image."""
         tokens, grid = self.encode(images)
         B = tokens.shape[0]
         logits = self.mlp_classif(tokens)[..., 0]
         score_map = score_from_logits(logits).reshape(B, *grid)
-        b, n = pick_peaks(nms(score_map, nms_kernel), det_threshold, max_humans)
+        b, n, offset = self.find_people(tokens, score_map, det_threshold, nms_kernel, max_humans)
         if b.numel() == 0:
             return self._empty(score_map, images.device)
-        offset = self.mlp_offset(tokens[b, n]).float()
         d = self._decode(images, K, tokens, grid, b, n, offset)
         rotmat = d["rotmat"]
         return Detections(

@@ -263,7 +263,7 @@ class DetectNode(LifecycleNode):
             if k is None:
                 k, k_source = np.asarray(self.predictor.default_K(width, height, s.fov_deg), np.float64), "fov_deg"
             humans = self.predictor.predict(
-                rgb, K=k, fov_deg=s.fov_deg, det_threshold=s.detection_threshold, nms_kernel=s.nms_kernel_size,
+                rgb, K=k, fov_deg=s.fov_deg, det_threshold=s.detection_threshold, nms_kernel=s.nms_kernel_size or None,
                 max_humans=s.max_humans, with_vertices=s.publish_vertices or want_markers or want_debug)
         except ImageError as exc:
             self.stats.add(rejected=1)

@@ -45,7 +45,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("image_size", 0, "Network input side in pixels (multiple of 32); 0: the model's default.",
               CONFIGURE, 0, 2048, 32),
     ParamSpec("detection_threshold", 0.5, "Minimum detection score of a person.", LIVE, 0.0, 1.0),
-    ParamSpec("nms_kernel_size", 3, "Max-pool window of the peak search on the token grid (odd).", LIVE, 1, 15, 2),
+    ParamSpec("nms_kernel_size", 0, "Max-pool window of the peak search on the token grid (odd); 0: the model's "
+              "own (3 for Multi-HMR, 1 plus duplicate suppression for the default model).", LIVE, 0, 15, 1,
+              pattern=r"0|1?[13579]"),
     ParamSpec("max_humans", 20, "Most persons reported per image.", LIVE, 1, 100, 1),
     ParamSpec("fov_deg", 60.0, "Field of view of the larger image side, used when no valid CameraInfo arrives.",
               LIVE, 10.0, 170.0),
