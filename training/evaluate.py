@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lighthmr_ros.errors import DatasetError
+from lighthmr_ros.errors import ConfigError, DatasetError
 from lighthmr_ros.training.losses import joint_index_map
 from lighthmr_ros.training.metrics import MetricAccumulator, match_2d_greedy, mpjpe, pa_mpjpe
 from lighthmr_ros.training.supervision import build_person_targets
@@ -92,6 +92,8 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
     device = torch.device(device)
     model = model.to(device).eval()
     size = size or model.config.image_size
+    if size != model.config.image_size:  # the decoder's position queries are sized by the training grid
+        raise ConfigError(f"this checkpoint runs at {model.config.image_size} px, not {size}; drop --image-size")
     spec = model.body.spec
     dataset = getattr(reader, "name", "")
     is_agora = dataset == "agora"
