@@ -172,15 +172,21 @@ class HMRModel(nn.Module):
         kernel = self.config.nms_kernel if nms_kernel is None else nms_kernel
         peaks = nms(score_map, kernel)
         radius = self.config.nms_radius * self.stride
-        if radius > 0:
-            b, n = pick_peaks(peaks, det_threshold, 0)
-            gw = score_map.shape[-1]
-            loc = torch.stack([n % gw, n // gw], dim=-1).float() + self.mlp_offset(tokens[b, n]).float()
-            score = score_map.flatten(1)[b, n]
-            keep = suppress_close_centres(b, loc * self.stride, score, radius)
-            peaks = torch.zeros_like(score_map).flatten(1).index_put((b[keep], n[keep]), score[keep]).view_as(score_map)
+        if radius <= 0:
+            b, n = pick_peaks(peaks, det_threshold, max_humans)
+            return b, n, self.mlp_offset(tokens[b, n]).float()
+        b, n = pick_peaks(peaks, det_threshold, 0)
+        offset = self.mlp_offset(tokens[b, n]).float()
+        gw = score_map.shape[-1]
+        loc = torch.stack([n % gw, n // gw], dim=-1).float() + offset
+        score = score_map.flatten(1)[b, n]
+        keep = suppress_close_centres(b, loc * self.stride, score, radius)
+        # the best max_humans of the kept peaks per image, in raster order, with the offsets already computed
+        slot = torch.full_like(score_map.flatten(1), -1, dtype=torch.long).index_put(
+            (b[keep], n[keep]), torch.arange(len(b), device=b.device)[keep])
+        peaks = torch.zeros_like(score_map).flatten(1).index_put((b[keep], n[keep]), score[keep]).view_as(score_map)
         b, n = pick_peaks(peaks, det_threshold, max_humans)
-        return b, n, self.mlp_offset(tokens[b, n]).float()
+        return b, n, offset[slot[b, n]]
 
     def forward(self, images: torch.Tensor, K: torch.Tensor, det_threshold: float = 0.5, nms_kernel: int | None = None, max_humans: int = 20, with_vertices: bool = True) -> Detections:
         """Detect and reconstruct everyone in (B, 3, S, S) normalised images with (B, 3, 3) K of the S x S image."""
