@@ -240,9 +240,10 @@ def entry_specs(sizes, include_teacher, include_student_smplx, onnx, precisions,
             if include_student_smplx and checkpoint is None:
                 specs.append({"key": f"student_smplx{suffix}", "model": STUDENT, "body_model": "smplx", "image_size": size,
                               "precision": prec, "backend": "torch", "checkpoint": None})
-            if onnx and prec == "fp32":
-                specs.append({"key": f"student_onnx{suffix}", "model": STUDENT, "body_model": None, "image_size": size,
-                              "precision": prec, "backend": "onnxruntime", "checkpoint": checkpoint})
+            if onnx and prec == "fp32":  # onnxruntime: fp32 (same outputs as torch) and int8 (approximate)
+                for key, onnx_prec in (("student_onnx", "fp32"), ("student_onnx_int8", "int8")):
+                    specs.append({"key": f"{key}{suffix}", "model": STUDENT, "body_model": None, "image_size": size,
+                                  "precision": onnx_prec, "backend": "onnxruntime", "checkpoint": checkpoint})
             if include_teacher:
                 specs.append({"key": f"teacher{suffix}", "model": TEACHER, "body_model": "smplx", "image_size": size,
                               "precision": prec, "backend": "torch", "checkpoint": None})
@@ -434,16 +435,18 @@ def compute_ratios(models: list[dict]) -> dict:
             if s:
                 ratios[f"torch_rewrites_speedup{m['key'][len('student_plain'):]}"] = {"latency": m["latency_ms"]["total"] / s["latency_ms"]["total"]}
         if m["backend"] == "onnxruntime":
-            suffix = m["key"][len("student_onnx"):]
+            name, suffix = m["key"].split("@", 1)  # student_onnx or student_onnx_int8
+            suffix = "@" + suffix
+            tag = "onnx" + name[len("student_onnx"):]  # onnx or onnx_int8
             s = by.get("student" + suffix)
             if s:
-                ratios[f"onnx_speedup{suffix}"] = {"latency": s["latency_ms"]["total"] / m["latency_ms"]["total"]}
+                ratios[f"{tag}_speedup{suffix}"] = {"latency": s["latency_ms"]["total"] / m["latency_ms"]["total"]}
             p = by.get("student_plain" + suffix)
             if p:
-                ratios[f"onnx_speedup_vs_plain{suffix}"] = {"latency": p["latency_ms"]["total"] / m["latency_ms"]["total"]}
+                ratios[f"{tag}_speedup_vs_plain{suffix}"] = {"latency": p["latency_ms"]["total"] / m["latency_ms"]["total"]}
             t = by.get("teacher" + suffix)
             if t:
-                ratios[f"student_onnx/teacher{suffix}"] = {"latency": m["latency_ms"]["total"] / t["latency_ms"]["total"]}
+                ratios[f"{name}/teacher{suffix}"] = {"latency": m["latency_ms"]["total"] / t["latency_ms"]["total"]}
     return ratios
 
 

@@ -7,6 +7,8 @@ Detections. Where each part runs:
 - torch (CPU or the model's device): camera-ray embedding (cached per K and grid), sigmoid, NMS and
   peak picking, 6D -> rotation matrices, distance, body model, camera placement, rotation vectors.
 Without ``onnx_dir`` the model is exported to a temporary folder first (a few seconds).
+``precision="int8"`` runs the export's int8 graphs (``lighthmr export --onnx DIR --int8``):
+approximate, not within TOLERANCE of torch, see onnx_export.quantize_int8.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from lighthmr_ros.model.heads import score_from_logits
 from lighthmr_ros.model.hmr import Detections
 from lighthmr_ros.model.hph import rot6d_to_rotmat
 from lighthmr_ros.onnx_export import DECODER_FILE, ENCODER_FILE, export_onnx, read_meta, weights_fingerprint
+
+PRECISIONS = ("fp32", "int8")
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +45,25 @@ def make_session(path: Path, threads: int | None = None):
     # same cores, and threads left spinning made it several times slower on 2 cores (measured at 448 px:
     # 150 ms left spinning, 110 ms with no spinning at all, 104 ms with this).
     opts.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
+        raise ConfigError(f"onnxruntime cannot load {path} ({type(exc).__name__}: {str(exc).strip()[:200]}); "
+                          f"re-export it with `lighthmr export --onnx {path.parent}`") from exc
 
 
 class OnnxHMR:
     """Drop-in for ``HMRModel.__call__`` at inference (see module docstring)."""
 
-    def __init__(self, model, onnx_dir: str | Path | None = None, threads: int | None = None):
+    def __init__(self, model, onnx_dir: str | Path | None = None, threads: int | None = None, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ConfigError(f"the onnxruntime backend runs in {' or '.join(PRECISIONS)}, not {precision!r}")
         self.model = model.eval()
+        self.precision = precision
         self._tmp = None
         if onnx_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="lighthmr_onnx_")
-            onnx_dir = export_onnx(model, self._tmp.name)
+            onnx_dir = export_onnx(model, self._tmp.name, int8=precision == "int8")
         onnx_dir = Path(onnx_dir).expanduser()
         meta = read_meta(onnx_dir)
         cfg = model.config
@@ -62,10 +73,16 @@ class OnnxHMR:
         if self._tmp is None and meta["weights_sha1"] != weights_fingerprint(model):
             raise ConfigError(f"the ONNX export in {onnx_dir} was made from other weights than this checkpoint; "
                               f"re-export with `lighthmr export --onnx {onnx_dir} --checkpoint CHECKPOINT`")
+        files = {ENCODER_FILE: ENCODER_FILE, DECODER_FILE: DECODER_FILE}
+        if precision == "int8":
+            files = meta.get("int8") or {}
+            if not all(f in files and (onnx_dir / files[f]).is_file() for f in (ENCODER_FILE, DECODER_FILE)):
+                raise ConfigError(f"the ONNX export in {onnx_dir} has no int8 graphs; re-export with "
+                                  f"`lighthmr export --onnx {onnx_dir} --int8` (same --checkpoint)")
         self.meta = meta
         self.onnx_dir = onnx_dir
-        self.encoder = make_session(onnx_dir / ENCODER_FILE, threads)
-        self.decoder = make_session(onnx_dir / DECODER_FILE, threads)
+        self.encoder = make_session(onnx_dir / files[ENCODER_FILE], threads)
+        self.decoder = make_session(onnx_dir / files[DECODER_FILE], threads)
         self.decoder_outputs = list(meta["decoder_outputs"])
         self.grid = tuple(meta["grid"])
         self._camera_cache: dict[bytes, torch.Tensor] = {}
@@ -134,7 +151,8 @@ class OnnxHMR:
 TOLERANCE = {"vertices": 1e-4, "joints": 1e-4, "joints_2d": 1e-2, "rotmat": 1e-4, "dist": 1e-4, "score": 1e-5}
 
 
-def compare_backends(model, onnx_dir: str | Path | None = None, persons: int = 3, seed: int = 0) -> dict[str, float]:
+def compare_backends(model, onnx_dir: str | Path | None = None, persons: int = 3, seed: int = 0,
+                     precision: str = "fp32") -> dict[str, float]:
     """Max abs differences (metres, pixels, unitless) between torch and onnxruntime on a random batch of 2."""
     gen = torch.Generator().manual_seed(seed)
     S = model.config.image_size
@@ -144,7 +162,7 @@ def compare_backends(model, onnx_dir: str | Path | None = None, persons: int = 3
     model = model.eval()
     with torch.inference_mode():
         ref = model(images.to(next(model.parameters()).device), K.to(next(model.parameters()).device), det_threshold=0.0, max_humans=persons)
-    runner = OnnxHMR(model, onnx_dir)
+    runner = OnnxHMR(model, onnx_dir, precision=precision)
     try:
         got = runner(images, K, det_threshold=0.0, max_humans=persons)
     finally:

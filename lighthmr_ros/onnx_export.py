@@ -6,6 +6,12 @@
   expression (P, E) (absent when E = 0), cam (P, 3). Dynamic P.
 - ``lighthmr_onnx.json``: the model config, body model, input size and a fingerprint of the weights,
   so a Predictor refuses graphs exported from other weights.
+- with ``int8=True`` also ``encoder.int8.onnx`` and ``decoder.int8.onnx``: the same graphs with their
+  MatMul/Gemm weights quantised to int8 per output channel (onnxruntime dynamic quantisation:
+  activations are quantised per tensor at run time, so no calibration data is needed; the
+  convolutions stay fp32). On the project's CPU (AVX512-VNNI) the encoder runs about 1.4x faster;
+  on the held-out synthetic scenes the default model's metrics moved by at most 0.1 (F1 81.3 ->
+  81.4 %, PA-MPJPE 198.0 -> 198.0 mm), see docs/performance.md.
 
 What stays outside the graphs (torch, see onnx_backend.py): letterboxing, the camera-ray embedding
 (it needs K^-1 and is cached per K), score sigmoid + max-pool NMS + peak picking (data-dependent
@@ -13,6 +19,7 @@ sizes), 6D -> rotation matrices, distance, the body model and the camera placeme
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -29,6 +36,7 @@ log = logging.getLogger(__name__)
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 META_FILE = "lighthmr_onnx.json"
+INT8_FILES = {ENCODER_FILE: "encoder.int8.onnx", DECODER_FILE: "decoder.int8.onnx"}
 OPSET = 17
 
 
@@ -75,11 +83,26 @@ class DecoderGraph(nn.Module):
         return tuple(outputs)
 
 
+def _inference_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict with TinyViT's BatchNorms folded, as the Predictor runs it: a checkpoint loaded
+    as it is and the Predictor's optimised copy of it get the same fingerprint."""
+    from lighthmr_ros.perf import fuse_conv_bn, has_conv_bn
+
+    state = model.state_dict()
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None and has_conv_bn(backbone):
+        fused = copy.deepcopy(backbone)
+        fuse_conv_bn(fused)
+        state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+        state.update({f"backbone.{k}": v for k, v in fused.state_dict().items()})
+    return state
+
+
 def weights_fingerprint(model: nn.Module) -> str:
     """sha1 of the learned weights (body-model data excluded): ties exported graphs to a model."""
     h = hashlib.sha1()
     prefixes = tuple(getattr(model, "body_prefixes", ()))
-    for name, t in sorted(model.state_dict().items()):
+    for name, t in sorted(_inference_state(model).items()):
         if prefixes and name.startswith(prefixes):
             continue
         h.update(name.encode())
@@ -94,8 +117,30 @@ def decoder_output_names(model: nn.Module) -> list[str]:
     return names + ["cam"]
 
 
-def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, provenance: dict | None = None) -> Path:
-    """Write encoder.onnx, decoder.onnx and lighthmr_onnx.json for ``model`` into ``out_dir``."""
+def quantize_int8(onnx_dir: Path) -> dict[str, str]:
+    """Write the int8 copies of both graphs next to them; returns {fp32 file: int8 file}."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        raise ConfigError("int8 export needs the 'onnxruntime' package: pip install onnxruntime") from exc
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs advice about static pre-processing on the root logger
+    try:
+        for src, dst in INT8_FILES.items():
+            tmp = onnx_dir / f".{dst}.tmp"
+            quantize_dynamic(str(onnx_dir / src), str(tmp), op_types_to_quantize=["MatMul", "Gemm"],
+                             per_channel=True, weight_type=QuantType.QInt8)
+            tmp.replace(onnx_dir / dst)
+    finally:
+        root.setLevel(level)
+    return dict(INT8_FILES)
+
+
+def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, provenance: dict | None = None,
+                int8: bool = False) -> Path:
+    """Write encoder.onnx, decoder.onnx and lighthmr_onnx.json for ``model`` into ``out_dir``
+    (and their int8 copies with ``int8``)."""
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file; give a folder for the ONNX export (it holds two graphs and a JSON file)")
@@ -122,6 +167,9 @@ def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, prove
             torch.onnx.export(dec, (tokens, camera, index), str(out / DECODER_FILE), dynamo=False, opset_version=opset,
                               input_names=["tokens", "camera", "index"], output_names=names,
                               dynamic_axes={"index": {0: "persons"}, **{n: {0: "persons"} for n in names}})
+    for stale in INT8_FILES.values():  # never leave int8 graphs of other weights beside new fp32 ones
+        (out / stale).unlink(missing_ok=True)
+    int8_files = quantize_int8(out) if int8 else {}
     meta = {
         "format": "lighthmr_onnx/1",
         "config": cfg.to_dict(),
@@ -133,6 +181,7 @@ def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, prove
         "decoder_outputs": names,
         "opset": opset,
         "weights_sha1": weights_fingerprint(model),
+        "int8": int8_files,
         "provenance": provenance or {},
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2))

@@ -57,3 +57,31 @@ def test_default_model_finds_people_in_fresh_synthetic_scenes(tmp_path):
     summary = evaluate_model(model, create_dataset("synthetic", tmp_path, split="all"), progress=False)
     assert summary["f1"] >= 65.0, summary  # percent
     assert summary["pa_mpjpe"] < 250.0 and summary["pve"] < 400.0, summary  # mm: bodies, not noise
+
+
+def test_int8_onnxruntime_keeps_the_default_models_accuracy(tmp_path, capsys):
+    """`lighthmr export --int8`, then `lighthmr evaluate --backend onnxruntime --precision int8`: the int8
+    graphs find the same people with nearly the same bodies as torch fp32 (on the README's 200
+    held-out scenes: F1 81.3 -> 81.4 %, PA-MPJPE 198.0 -> 198.0 mm)."""
+    import json
+
+    from lighthmr_ros.cli import main
+    from lighthmr_ros.synth import SynthConfig, generate_scenes
+
+    scenes = tmp_path / "scenes"
+    generate_scenes(scenes, 12, seed=20261202, config=SynthConfig(width=256, height=256), progress=False)
+    export = tmp_path / "onnx"
+    assert main(["export", "--onnx", str(export), "--int8"]) == 0
+    printed = capsys.readouterr().out
+    assert "with int8 graphs" in printed and "int8 vs torch fp32" in printed
+    assert (export / "encoder.int8.onnx").stat().st_size < 0.5 * (export / "encoder.onnx").stat().st_size
+    results = {}
+    for name, extra in (("torch", []), ("int8", ["--backend", "onnxruntime", "--precision", "int8", "--onnx-dir", str(export)])):
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--dataset", "synthetic", "--root", str(scenes),
+                     "--device", "cpu", "--output", str(out), *extra]) == 0
+        results[name] = json.loads(out.read_text())
+    ref, got = results["torch"], results["int8"]
+    assert got["backend"] == "onnxruntime" and got["network_precision"] == "int8"
+    assert abs(got["f1"] - ref["f1"]) <= 5.0, (ref, got)
+    assert abs(got["pa_mpjpe"] - ref["pa_mpjpe"]) <= 10.0 and abs(got["pve"] - ref["pve"]) <= 15.0, (ref, got)

@@ -180,3 +180,19 @@ def test_peak_search_drops_duplicates_but_keeps_neighbours():
     assert people((0.0, 0.0), nms_kernel=1, nms_radius=0.5) == [5, 6]  # 16 px apart: two people
     assert people((0.45, -0.45), nms_kernel=1, nms_radius=0.5) == [5]  # 1.6 px apart: one person twice
     assert people((0.0, 0.0), nms_kernel=1) == [5, 6]
+
+
+@pytest.mark.parametrize("queries", [1, 5, 30])
+def test_cross_attention_folded_projections_match_plain_attention(queries):
+    """The folded path (fewer queries than dim_head) and the plain one compute the same attention."""
+    from lighthmr_ros.model.hph import CrossAttention
+
+    torch.manual_seed(0)
+    attn = CrossAttention(dim=48, context_dim=40, heads=4, dim_head=16).eval()
+    x, context = torch.randn(2, queries, 48), torch.randn(2, 300, 40)
+    k, v = attn.to_kv(context).chunk(2, dim=-1)
+    split = lambda t: t.reshape(2, t.shape[1], 4, 16).transpose(1, 2)  # noqa: E731
+    ref = torch.nn.functional.scaled_dot_product_attention(split(attn.to_q(x)), split(k), split(v))
+    ref = attn.to_out(ref.transpose(1, 2).reshape(2, queries, 64))
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, context), ref, atol=1e-5, rtol=1e-5)

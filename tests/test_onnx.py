@@ -104,3 +104,57 @@ def test_unknown_backend_is_a_config_error(model_smplx_dir):
     with pytest.raises(ConfigError, match="backend"):
         Predictor(config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=64,
                   device="cpu", backend="tensorrt")
+
+
+def test_int8_needs_the_onnxruntime_backend_and_int8_graphs(small_student, exported, model_smplx_dir):
+    from lighthmr_ros.inference import Predictor
+    from lighthmr_ros.onnx_backend import OnnxHMR
+
+    with pytest.raises(ConfigError, match="onnxruntime backend only"):
+        Predictor(config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=64,
+                  device="cpu", precision="int8")
+    with pytest.raises(ConfigError, match="fp32 or int8"):
+        OnnxHMR(small_student, exported, precision="fp16")
+    with pytest.raises(ConfigError, match="no int8 graphs.*--int8"):
+        OnnxHMR(small_student, exported, precision="int8")
+
+
+@pytest.mark.slow
+def test_corrupt_graph_is_a_config_error(small_student, exported, tmp_path):
+    import shutil
+
+    from lighthmr_ros.onnx_backend import OnnxHMR
+    from lighthmr_ros.onnx_export import ENCODER_FILE
+
+    broken = tmp_path / "broken"
+    shutil.copytree(exported, broken)
+    (broken / ENCODER_FILE).write_bytes((exported / ENCODER_FILE).read_bytes()[:5000])
+    with pytest.raises(ConfigError, match="cannot load.*re-export"):
+        OnnxHMR(small_student, broken)
+
+
+@pytest.mark.slow
+def test_int8_backend_runs_and_stays_close(small_student, tmp_path):
+    """int8 graphs exported on the fly: same people found, outputs approximate (not within TOLERANCE)."""
+    from lighthmr_ros.onnx_backend import compare_backends
+    from lighthmr_ros.onnx_export import export_onnx, read_meta
+
+    out = export_onnx(small_student, tmp_path / "q", int8=True)
+    assert read_meta(out)["int8"] == {"encoder.onnx": "encoder.int8.onnx", "decoder.onnx": "decoder.int8.onnx"}
+    diffs = compare_backends(small_student, out, precision="int8")
+    assert all(np.isfinite(v) for v in diffs.values()), diffs  # inf: other cells were picked
+    assert diffs["vertices"] < 0.5 and diffs["dist"] < 1.0, diffs  # metres, random weights
+    export_onnx(small_student, out)  # re-export without int8: stale int8 graphs are removed
+    assert read_meta(out)["int8"] == {} and not (out / "encoder.int8.onnx").exists()
+
+
+def test_fingerprint_ignores_batchnorm_folding(small_student):
+    """A checkpoint as loaded and the Predictor's folded copy of it are the same weights."""
+    import copy
+
+    from lighthmr_ros.onnx_export import weights_fingerprint
+    from lighthmr_ros.perf import optimize_for_inference
+
+    folded = copy.deepcopy(small_student)
+    optimize_for_inference(folded)
+    assert weights_fingerprint(folded) == weights_fingerprint(small_student)

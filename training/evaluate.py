@@ -87,8 +87,12 @@ class SMPLGroundTruth:
 @torch.no_grad()
 def evaluate_model(model, reader, size: int | None = None, device="cpu", det_threshold: float = 0.5,
                    nms_kernel: int | None = None, max_humans: int = 20, progress: bool = True, smpl_gt: SMPLGroundTruth | None = None,
-                   limit: int | None = None) -> dict:
-    """Metrics of ``model`` (an HMRModel) over ``reader`` (an HMRDataset)."""
+                   limit: int | None = None, runner=None) -> dict:
+    """Metrics of ``model`` (an HMRModel) over ``reader`` (an HMRDataset).
+
+    ``runner``: what runs the network instead of ``model`` itself (called like it), e.g. the
+    onnxruntime backend (``lighthmr_ros.onnx_backend.OnnxHMR``); ``model`` still provides the
+    config, the body model for the ground truth and the device."""
     device = torch.device(device)
     model = model.to(device).eval()
     size = size or model.config.image_size
@@ -111,7 +115,7 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
         raw = reader[i]
         sample = prepare_sample(raw, size)
         batch = collate([sample], size, select=False)
-        det = model(batch["images"].to(device), batch["K"].to(device), det_threshold=det_threshold,
+        det = (runner or model)(batch["images"].to(device), batch["K"].to(device), det_threshold=det_threshold,
                     nms_kernel=nms_kernel, max_humans=max_humans)
         G = len(sample.persons)
         valid = batch["valid"].numpy()

@@ -89,6 +89,8 @@ def process_bag(
     config: str | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    backend: str = "torch",
+    onnx_dir: str | Path | None = None,
     image_size: int | None = None,
     body_model: str | None = None,
     smplx_model_dir: str | None = None,
@@ -113,7 +115,7 @@ def process_bag(
     camera_info_topic: None finds `<camera>/camera_info`; "none" uses `fov_deg` instead.
     copy_topics: "all", "none" or topic names copied unchanged into the output.
     predictor: a ready lighthmr_ros.inference.Predictor; otherwise one is built from
-    checkpoint/config/device/precision/image_size/body_model/smplx_model_dir.
+    checkpoint/config/device/precision/backend/onnx_dir/image_size/body_model/smplx_model_dir.
     on_frame(done, total) is called after each image (progress in notebooks; raising stops the run).
     """
     try:  # the node's own message code: rclpy, sensor_msgs and the built lighthmr_ros messages
@@ -152,6 +154,7 @@ def process_bag(
             predictor = Predictor(
                 checkpoint=checkpoint, config=config, device=device, precision=precision,
                 body_model=body_model, smplx_model_dir=smplx_model_dir, image_size=image_size,
+                backend=backend, onnx_dir=onnx_dir,
             )
         to_cdr = CdrConverter(reader)
         image_type, to_rgb = (CompressedImage, compressed_msg_to_rgb) if selection.compressed else (Image, image_msg_to_rgb)

@@ -22,23 +22,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-humans", type=int, default=20, help="at most this many detections per image")
     parser.add_argument("--image-size", type=int, help="network input size (default: the checkpoint's)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                        help="run the network in torch (default) or onnxruntime (CPU)")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                        help="onnxruntime only: fp32 (default) or its int8 graphs")
+    parser.add_argument("--onnx-dir", help="a `lighthmr export --onnx` folder (default: export at start-up)")
     parser.add_argument("--output", default="metrics.json", help="JSON file for the results (default metrics.json)")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from lighthmr_ros.errors import ConfigError
     from lighthmr_ros.training.datasets import create_dataset
     from lighthmr_ros.training.evaluate import SMPLGroundTruth, evaluate_model, format_table, load_model_for_eval
 
+    if args.backend == "torch" and args.precision != "fp32":
+        raise ConfigError(f"--precision {args.precision} needs --backend onnxruntime")
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     split = args.split or {"3dpw": "test", "agora": "validation", "bedlam": "validation", "synthetic": "all"}[args.dataset]
     reader = create_dataset(args.dataset, args.root, split=split, subsample=args.subsample)
     model = load_model_for_eval(args.checkpoint, device=device, smplx_model_dir=args.smplx_model_dir)
+    runner = None
+    if args.backend == "onnxruntime":
+        from lighthmr_ros.onnx_backend import OnnxHMR
+
+        runner = OnnxHMR(model.cpu().eval(), args.onnx_dir, precision=args.precision)
+        device = "cpu"
     smpl_gt = SMPLGroundTruth(args.smpl_dir, args.smplx2smpl) if (args.dataset == "3dpw" and args.smpl_dir and args.smplx2smpl) else None
-    summary = evaluate_model(model, reader, size=args.image_size, device=device, det_threshold=args.det_threshold,
-                             max_humans=args.max_humans, smpl_gt=smpl_gt, limit=args.limit)
-    summary.update(checkpoint=str(args.checkpoint), split=split, root=str(args.root))
+    try:
+        summary = evaluate_model(model, reader, size=args.image_size, device=device, det_threshold=args.det_threshold,
+                                 max_humans=args.max_humans, smpl_gt=smpl_gt, limit=args.limit, runner=runner)
+    finally:
+        if runner is not None:
+            runner.close()
+    summary.update(checkpoint=str(args.checkpoint), split=split, root=str(args.root), backend=args.backend,
+                   network_precision=args.precision)  # "precision" is the detection metric
     print(format_table(summary))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "export the network to ONNX"
 
@@ -15,6 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--body-model", choices=["anny", "smplx"], help="body model of an untrained student")
     parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz (SMPL-X models)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write int8 graphs (encoder.int8.onnx, decoder.int8.onnx) for --precision int8")
     parser.add_argument("--no-verify", action="store_true", help="skip comparing onnxruntime with torch on a test image")
 
 
@@ -25,11 +28,20 @@ def run(args: argparse.Namespace) -> int:
     pred = Predictor(checkpoint=args.checkpoint, config=args.config, device="cpu", body_model=args.body_model,
                      smplx_model_dir=args.smplx_model_dir, image_size=args.image_size)
     provenance = {"checkpoint": str(args.checkpoint) if args.checkpoint else None, "config": pred.model.config.name}
-    out = export_onnx(pred.model, args.onnx, opset=args.opset, provenance=provenance)
-    print(f"exported {pred.model.config.name} ({pred.image_size} px, body model {pred.body_model_name}) to {out}")
-    if not args.no_verify:
-        from lighthmr_ros.onnx_backend import compare_backends
+    out = export_onnx(pred.model, args.onnx, opset=args.opset, provenance=provenance, int8=args.int8)
+    print(f"exported {pred.model.config.name} ({pred.image_size} px, body model {pred.body_model_name}) to {out}"
+          + (" with int8 graphs" if args.int8 else ""))
+    if args.no_verify:
+        return 0
+    from lighthmr_ros.onnx_backend import TOLERANCE, compare_backends
 
-        diffs = compare_backends(pred.model, out)
-        print("onnxruntime vs torch, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    diffs = compare_backends(pred.model, out)
+    print("onnxruntime vs torch, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    bad = [k for k, v in diffs.items() if v > TOLERANCE[k]]
+    if bad:
+        print(f"error: onnxruntime differs from torch beyond tolerance in {', '.join(bad)} {TOLERANCE}", file=sys.stderr)
+        return 1
+    if args.int8:  # approximate by design: reported, not checked against the fp32 tolerance
+        diffs = compare_backends(pred.model, out, precision="int8")
+        print("int8 vs torch fp32, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     return 0

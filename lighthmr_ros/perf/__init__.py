@@ -13,11 +13,24 @@ import torch
 from torch import nn
 
 
-def fuse_conv_bn(module: nn.Module) -> int:
-    """Replace every timm TinyViT ``ConvNorm`` (conv + BatchNorm) by one equivalent conv; returns the count."""
+def _conv_norm_type():
     try:
         from timm.models.tiny_vit import ConvNorm
     except ImportError:  # older timm: nothing to fuse
+        return None
+    return ConvNorm
+
+
+def has_conv_bn(module: nn.Module) -> bool:
+    """Whether ``module`` still holds a timm TinyViT ``ConvNorm`` that fuse_conv_bn would fold."""
+    conv_norm = _conv_norm_type()
+    return conv_norm is not None and any(isinstance(m, conv_norm) for m in module.modules())
+
+
+def fuse_conv_bn(module: nn.Module) -> int:
+    """Replace every timm TinyViT ``ConvNorm`` (conv + BatchNorm) by one equivalent conv; returns the count."""
+    ConvNorm = _conv_norm_type()
+    if ConvNorm is None:
         return 0
     count = 0
     for parent in list(module.modules()):

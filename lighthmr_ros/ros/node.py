@@ -114,6 +114,8 @@ class DetectNode(LifecycleNode):
                 config=s.model_config or None,
                 device=device,
                 precision=s.precision,
+                backend=s.backend,
+                onnx_dir=s.onnx_dir or None,
                 body_model=s.body_model or None,
                 smplx_model_dir=s.smplx_model_dir or None,
                 image_size=s.image_size or None,

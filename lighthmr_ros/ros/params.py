@@ -40,8 +40,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("smplx_model_dir", "", "Folder holding SMPLX_NEUTRAL.npz (needed for SMPL-X models).", CONFIGURE),
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; cuda without a GPU falls back to cpu with a warning.",
               CONFIGURE, pattern=r"auto|cpu|cuda(:\d+)?"),
-    ParamSpec("precision", "fp32", "Inference precision: fp32, fp16 or bf16 (half precision on GPU only).",
-              CONFIGURE, choices=("fp32", "fp16", "bf16")),
+    ParamSpec("precision", "fp32", "Inference precision: fp32, fp16 or bf16 (half precision on GPU only), or int8 "
+              "(onnxruntime backend only).", CONFIGURE, choices=("fp32", "fp16", "bf16", "int8")),
+    ParamSpec("backend", "torch", "Network runtime: torch, or onnxruntime (CPU; the fastest choice without a GPU, "
+              "with precision int8 most of all).", CONFIGURE, choices=("torch", "onnxruntime")),
+    ParamSpec("onnx_dir", "", "A `lighthmr export --onnx` folder for the onnxruntime backend; empty: export the "
+              "model at configure (a few seconds).", CONFIGURE),
     ParamSpec("image_size", 0, "Network input side in pixels (multiple of 32); 0: the model's default.",
               CONFIGURE, 0, 2048, 32),
     ParamSpec("detection_threshold", 0.5, "Minimum detection score of a person.", LIVE, 0.0, 1.0),
@@ -80,6 +84,8 @@ class Settings:
     smplx_model_dir: str
     device: str
     precision: str
+    backend: str
+    onnx_dir: str
     image_size: int
     detection_threshold: float
     nms_kernel_size: int
