@@ -105,7 +105,10 @@ class OnnxHMR:
         model = self.model
         dev = images.device
         with torch.inference_mode():
-            tokens_np, logits_np = self.encoder.run(None, {"images": images.detach().float().cpu().numpy()})
+            batch = images.detach().float().cpu().numpy()
+            runs = [self.encoder.run(None, {"images": batch[i : i + 1]}) for i in range(batch.shape[0])]  # static batch of 1
+            tokens_np = np.concatenate([r[0] for r in runs])
+            logits_np = np.concatenate([r[1] for r in runs])
             B = tokens_np.shape[0]
             score_map = score_from_logits(torch.from_numpy(logits_np)).reshape(B, *self.grid)
             b, n, _ = model.find_people(torch.from_numpy(tokens_np), score_map, det_threshold, nms_kernel, max_humans)

@@ -1,6 +1,9 @@
 """Export an HMRModel's network to ONNX as two graphs, so the number of people can vary.
 
-- ``encoder.onnx``: images (B, 3, S, S) -> tokens (B, N, D), score_logits (B, N). Dynamic B.
+- ``encoder.onnx``: images (1, 3, S, S) -> tokens (1, N, D), score_logits (1, N). Static shapes: with a
+  fixed batch the exporter writes TinyViT's window-partition shape arithmetic as constants (1,621
+  nodes instead of 1,922 at 448 px), measured 5-7 % faster than a dynamic batch axis; the backend
+  runs it once per image, which on a CPU costs what a batch costs.
 - ``decoder.onnx``: one image's tokens (1, N, D), its camera-ray embedding (1, N, C) and the token
   indices of its P detected people (P,) -> offset (P, 2), pose6d (P, 6J), shape (P, S),
   expression (P, E) (absent when E = 0), cam (P, 3). Dynamic P.
@@ -161,8 +164,7 @@ def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, prove
         warnings.simplefilter("ignore")  # tracer warnings about python ints from shapes (static S, by design)
         with torch.no_grad():
             torch.onnx.export(enc, (images,), str(out / ENCODER_FILE), dynamo=False, opset_version=opset,
-                              input_names=["images"], output_names=["tokens", "score_logits"],
-                              dynamic_axes={"images": {0: "batch"}, "tokens": {0: "batch"}, "score_logits": {0: "batch"}})
+                              input_names=["images"], output_names=["tokens", "score_logits"])
             names = decoder_output_names(model)
             torch.onnx.export(dec, (tokens, camera, index), str(out / DECODER_FILE), dynamo=False, opset_version=opset,
                               input_names=["tokens", "camera", "index"], output_names=names,

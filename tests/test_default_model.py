@@ -73,7 +73,7 @@ def test_int8_onnxruntime_keeps_the_default_models_accuracy(tmp_path, capsys):
     export = tmp_path / "onnx"
     assert main(["export", "--onnx", str(export), "--int8"]) == 0
     printed = capsys.readouterr().out
-    assert "with int8 graphs" in printed and "int8 vs torch fp32" in printed
+    assert "with int8 graphs" in printed and "int8 vs torch fp32, max abs difference" in printed
     assert (export / "encoder.int8.onnx").stat().st_size < 0.5 * (export / "encoder.onnx").stat().st_size
     results = {}
     for name, extra in (("torch", []), ("int8", ["--backend", "onnxruntime", "--precision", "int8", "--onnx-dir", str(export)])):

@@ -291,3 +291,23 @@ def test_only_the_newest_frame_is_processed(ros_harness, ros_predictor):
     assert stats.dropped >= 1 and stats.processed < 24
     stamps = [m.header.stamp.sec for m in humans]
     assert stamps == sorted(stamps) and len(stamps) == stats.processed  # never queued, never reordered
+
+
+@pytest.mark.slow
+def test_onnxruntime_int8_backend_from_parameters(ros_harness):
+    """backend/precision parameters: the node builds the default model on onnxruntime int8 itself."""
+    node = start_node(ros_harness, None, backend="onnxruntime", precision="int8", publish_markers=False,
+                      detection_threshold=0.0, max_humans=1)
+    assert node.predictor.backend == "onnxruntime" and node.predictor.precision == "int8"
+    humans = ros_harness.subscribe(HumanMeshArray, "/humans")
+    pub = ros_harness.publisher(Image, "/image")
+    connected(ros_harness, pub, "/humans")
+    pub.publish(raw_frame(7))
+    msg = answer(ros_harness, humans, 7)
+    assert len(msg.humans) == 1 and len(msg.humans[0].vertices) == 3 * node.predictor.num_vertices
+
+
+def test_int8_without_onnxruntime_fails_configure_clearly(ros_harness):
+    node = start_node(ros_harness, None, activate=False, precision="int8")
+    assert node.trigger_configure().name == "FAILURE"
+    assert node.predictor is None

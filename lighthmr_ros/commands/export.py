@@ -43,5 +43,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.int8:  # approximate by design: reported, not checked against the fp32 tolerance
         diffs = compare_backends(pred.model, out, precision="int8")
-        print("int8 vs torch fp32, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        if all(v < float("inf") for v in diffs.values()):
+            print("int8 vs torch fp32, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        else:  # a flat score map (untrained weights) lets int8 rounding reorder its peaks
+            print("int8 vs torch fp32: other token cells were picked on the random test image (expected with "
+                  "untrained weights; measure a trained model with `lighthmr evaluate --precision int8`)")
     return 0

@@ -20,6 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz for SMPL-X checkpoints")
     parser.add_argument("--image-size", type=int, help="network input size (default: the checkpoint's)")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                        help="network runtime (onnxruntime: CPU, faster without a GPU)")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32",
+                        help="fp32 (default); fp16/bf16 (torch, GPU); int8 (onnxruntime)")
+    parser.add_argument("--onnx-dir", help="a `lighthmr export --onnx` folder for the onnxruntime backend")
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (MiB)")
     parser.add_argument("--max-megapixels", type=float, default=40.0,
                         help="largest image accepted (megapixels)")
@@ -70,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         smplx_model_dir=args.smplx_model_dir,
         image_size=args.image_size,
+        backend=args.backend,
+        precision=args.precision,
+        onnx_dir=args.onnx_dir,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=int(args.max_megapixels * 1e6),
         cors_origins=tuple(args.cors_origin),

@@ -51,6 +51,9 @@ class WebSettings:
     device: str = "auto"
     smplx_model_dir: str | None = None
     image_size: int | None = None
+    backend: str = "torch"
+    precision: str = "fp32"
+    onnx_dir: str | None = None
     max_upload_bytes: int = 20 * 2**20
     max_pixels: int = 40_000_000
     max_waiting: int = 4
@@ -151,6 +154,9 @@ def build_predictor(settings: WebSettings):
         device=settings.device,
         smplx_model_dir=settings.smplx_model_dir,
         image_size=settings.image_size,
+        backend=settings.backend,
+        precision=settings.precision,
+        onnx_dir=settings.onnx_dir,
     )
 
 
