@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lighthmr_ros.procs import stop_process
+
 
 @dataclass
 class Sample:
@@ -211,11 +213,7 @@ def run_demo(out_dir: Path, n_synthetic: int = 4, seed: int = 7, checkpoint: str
     finally:
         player.destroy_node()
         rclpy.try_shutdown()
-        node_proc.terminate()
-        try:
-            node_proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
+        stop_process(node_proc, timeout=10)
         node_log.close()
     summary = {
         "frames": len(results),

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lighthmr_ros.procs import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 WEB_IMAGE_SIZE = 224  # small network input: the HTTP layer is under test, not accuracy
 
@@ -116,9 +118,4 @@ def live_server(tmp_path_factory):
             time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

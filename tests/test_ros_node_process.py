@@ -18,6 +18,7 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from lighthmr_ros.msg import HumanMeshArray  # noqa: E402
 from lighthmr_ros.ros.image import rgb_to_image_msg  # noqa: E402
+from lighthmr_ros.procs import stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,12 +84,7 @@ def test_node_process_answers_remapped_topics(how, ros_harness, node_env, python
         assert {"input_rate_hz", "processing_rate_hz", "latency_mean_ms", "frames_dropped", "frames_rejected",
                 "device"} <= keys
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, sig=signal.SIGINT)
     text = log.read_text()
     if not torch.cuda.is_available():
         assert text.count("CUDA is not available") == 1, text[-3000:]

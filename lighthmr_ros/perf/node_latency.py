@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from lighthmr_ros.procs import stop_process
 
 
 def measure_node_latency(frames: int = 10, warmup: int = 2, image_size: int = 448, persons: int = 4,
@@ -137,11 +138,7 @@ def _measure(frames, warmup, image_size, persons, config, body_model, threads, d
     finally:
         running[0] = False
         spinner.join(timeout=5)
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
