@@ -183,9 +183,7 @@ class Predictor:
         self.image_size = model.config.image_size
         self.backend = backend
         self._net = self.model  # what predict() calls: the torch model, or its onnxruntime stand-in
-        if backend == "onnxruntime":
-            if precision not in ("fp32", "int8"):
-                raise ConfigError(f"the onnxruntime backend runs in fp32 or int8, not {precision}")
+        if backend == "onnxruntime":  # OnnxHMR refuses precisions it does not run (fp16, bf16)
             from lighthmr_ros.onnx_backend import OnnxHMR
 
             self._net = OnnxHMR(self.model, onnx_dir, precision=precision)
