@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import signal
 
+from lighthmr_ros.commands import add_runtime_arguments
+
 HELP = "rosbag2 in -> rosbag2 out with HumanMeshArray and markers"
 
 
@@ -30,10 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--checkpoint", default=None, help="checkpoint file (default: the bundled model)")
     model.add_argument("--config", default=None, help="named model config (instead of a checkpoint)")
     model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    model.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
-                       help="fp32 (default); fp16/bf16 (torch, GPU); int8 (onnxruntime backend)")
-    model.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="torch, or onnxruntime (CPU; exports the network at start-up unless --onnx-dir)")
-    model.add_argument("--onnx-dir", default=None, help="a `lighthmr export --onnx` folder for the onnxruntime backend")
+    add_runtime_arguments(model)
     model.add_argument("--image-size", type=int, default=None, help="network input size in pixels")
     model.add_argument("--body-model", default=None, help="anny or smplx (default: the checkpoint's)")
     model.add_argument("--smplx-model-dir", default=None, help="folder holding SMPLX_NEUTRAL.npz")

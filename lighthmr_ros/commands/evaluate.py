@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "torch" and args.precision != "fp32":
         raise ConfigError(f"--precision {args.precision} needs --backend onnxruntime")
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    if args.backend == "onnxruntime":  # the graphs run on the CPU; so do the torch parts around them
+        device = "cpu"
     split = args.split or {"3dpw": "test", "agora": "validation", "bedlam": "validation", "synthetic": "all"}[args.dataset]
     reader = create_dataset(args.dataset, args.root, split=split, subsample=args.subsample)
     model = load_model_for_eval(args.checkpoint, device=device, smplx_model_dir=args.smplx_model_dir)
@@ -47,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "onnxruntime":
         from lighthmr_ros.onnx_backend import OnnxHMR
 
-        runner = OnnxHMR(model.cpu().eval(), args.onnx_dir, precision=args.precision)
-        device = "cpu"
+        runner = OnnxHMR(model.eval(), args.onnx_dir, precision=args.precision)
     smpl_gt = SMPLGroundTruth(args.smpl_dir, args.smplx2smpl) if (args.dataset == "3dpw" and args.smpl_dir and args.smplx2smpl) else None
     try:
         summary = evaluate_model(model, reader, size=args.image_size, device=device, det_threshold=args.det_threshold,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lighthmr_ros.commands import add_runtime_arguments
+
 HELP = "images -> JSON, meshes and overlays"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 log = logging.getLogger(__name__)
@@ -27,10 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, help="network input side of an untrained model (checkpoints keep theirs)")
     parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz (SMPL-X models, Multi-HMR checkpoints)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"],
-                        help="fp32 (default); fp16/bf16 (torch, GPU); int8 (onnxruntime backend)")
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"], help="torch, or onnxruntime (CPU; exports the network at start-up unless --onnx-dir)")
-    parser.add_argument("--onnx-dir", help="a `lighthmr export --onnx` folder for the onnxruntime backend")
+    add_runtime_arguments(parser)
     parser.add_argument("--threshold", type=float, default=0.5, help="detection threshold (default 0.5)")
     parser.add_argument("--nms-kernel", type=int, default=None, help="max-pool NMS kernel in tokens (default: the model's own)")
     parser.add_argument("--max-humans", type=int, default=20, help="at most this many people per image (default 20)")

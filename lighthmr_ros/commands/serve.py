@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import socket
 
+from lighthmr_ros.commands import add_runtime_arguments
 from lighthmr_ros.errors import ConfigError
 
 HELP = "browser demo (FastAPI)"
@@ -20,11 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz for SMPL-X checkpoints")
     parser.add_argument("--image-size", type=int, help="network input size (default: the checkpoint's)")
-    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                        help="network runtime (onnxruntime: CPU, faster without a GPU)")
-    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32",
-                        help="fp32 (default); fp16/bf16 (torch, GPU); int8 (onnxruntime)")
-    parser.add_argument("--onnx-dir", help="a `lighthmr export --onnx` folder for the onnxruntime backend")
+    add_runtime_arguments(parser)
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (MiB)")
     parser.add_argument("--max-megapixels", type=float, default=40.0,
                         help="largest image accepted (megapixels)")
