@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lighthmr_ros.perf import heap_kept
+
 STAGES = ("preprocess", "encoder", "detection", "decoder", "body_model", "postprocess")
 TEACHER = "multihmr_vits14"
 STUDENT = "lighthmr_tinyvit5m"
@@ -216,6 +218,7 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "malloc_keeps_freed_memory": heap_kept(),  # lighthmr_ros.perf.keep_freed_memory: all rows alike
     }
     with contextlib.suppress(OSError):
         info["load_average"] = list(os.getloadavg())
@@ -225,8 +228,9 @@ def machine_info() -> dict:
 def entry_specs(sizes, include_teacher, include_student_smplx, onnx, precisions, checkpoint, plain: bool = False) -> list[dict]:
     """What to measure: one dict per (model, body model, size, precision, backend).
 
-    ``plain``: also the student without lighthmr_ros.perf's inference rewrites (BatchNorm folding,
-    channels_last): plain torch eager, the "before" of those speed-ups.
+    ``plain``: also the student without lighthmr_ros.perf's model rewrites (BatchNorm folding,
+    channels_last, written-out window attention): plain torch eager, the "before" of those speed-ups.
+    (keep_freed_memory is process-wide and applies to every row.)
     """
     specs = []
     for size in sizes:

@@ -24,6 +24,7 @@ from lighthmr_ros.model.camera import default_K as _default_K
 from lighthmr_ros.model.camera import project
 from lighthmr_ros.model.checkpoint import load_checkpoint
 from lighthmr_ros.model.hmr import Detections
+from lighthmr_ros.perf import keep_freed_memory, optimize_for_inference, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +177,10 @@ class Predictor:
         if image_size and image_size != model.config.image_size:
             raise ConfigError(f"this checkpoint runs at {model.config.image_size} px, not {image_size}; drop image_size or use a matching checkpoint")
         self.model = model.to(self.device).eval()
-        if not isinstance(checkpoint, HMRModel):  # our own copy: fold BatchNorms, channels_last (lighthmr_ros.perf)
-            from lighthmr_ros.perf import optimize_for_inference
-
-            optimize_for_inference(self.model)
+        if not isinstance(checkpoint, HMRModel):  # our own copy: fold BatchNorms, channels_last, ... (lighthmr_ros.perf)
+            optimize_for_inference(self.model, self.device)
+        if self.device.type == "cpu":  # process-wide: reuse freed activations instead of page-faulting them in again
+            keep_freed_memory()
         self.image_size = model.config.image_size
         self.backend = backend
         self._net = self.model  # what predict() calls: the torch model, or its onnxruntime stand-in
@@ -282,7 +283,9 @@ class Predictor:
         Ks = _per_image_K(K, len(images))
         if not (math.isfinite(fov_deg) and 1.0 < fov_deg < 179.0):
             raise ImageError(f"fov_deg must be between 1 and 179 degrees, got {fov_deg}")
-        batch, K_net, boxes, K_orig = self.prepare(images, Ks, fov_deg)
+        # onnxruntime: no torch OpenMP workers left spinning when its encoder starts (lighthmr_ros.perf.torch_threads)
+        with torch_threads(1) if self.backend == "onnxruntime" else contextlib.nullcontext():
+            batch, K_net, boxes, K_orig = self.prepare(images, Ks, fov_deg)
         with torch.inference_mode(), self._autocast():
             det = self._net(batch, K_net, det_threshold=det_threshold, nms_kernel=nms_kernel, max_humans=max_humans,
                             with_vertices=with_vertices)

@@ -25,6 +25,7 @@ from lighthmr_ros.model.heads import score_from_logits
 from lighthmr_ros.model.hmr import Detections
 from lighthmr_ros.model.hph import rot6d_to_rotmat
 from lighthmr_ros.onnx_export import DECODER_FILE, ENCODER_FILE, export_onnx, read_meta, weights_fingerprint
+from lighthmr_ros.perf import torch_threads
 
 PRECISIONS = ("fp32", "int8")
 
@@ -104,7 +105,7 @@ class OnnxHMR:
                  max_humans: int = 20, with_vertices: bool = True) -> Detections:
         model = self.model
         dev = images.device
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(1):  # the torch steps between the graphs: see perf.torch_threads
             batch = images.detach().float().cpu().numpy()
             runs = [self.encoder.run(None, {"images": batch[i : i + 1]}) for i in range(batch.shape[0])]  # static batch of 1
             tokens_np = np.concatenate([r[0] for r in runs])
@@ -121,6 +122,7 @@ class OnnxHMR:
                 res = self.decoder.run(None, {"tokens": tokens_np[img : img + 1], "camera": camera, "index": idx.numpy()})
                 for k, v in zip(self.decoder_outputs, res):
                     outs[k].append(v)
+        with torch.inference_mode():  # the body model and placement: torch's own thread count
             out = {k: torch.from_numpy(np.concatenate(v)).to(dev) for k, v in outs.items()}
             b, n = b.to(dev), n.to(dev)
             spec = model.body.spec

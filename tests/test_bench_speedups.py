@@ -32,6 +32,7 @@ def test_optimize_for_inference_keeps_outputs(student224):
     fast = copy.deepcopy(student224)
     done = optimize_for_inference(fast)
     assert done["fused_conv_bn"] > 20 and done.get("channels_last")
+    assert done["explicit_attention"] == 10 and done["onednn_linears"] >= 40  # CPU rewrites
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     K = torch.tensor([[180.0, 0.0, 112.0], [0.0, 180.0, 112.0], [0.0, 0.0, 1.0]]).expand(2, 3, 3)
@@ -72,3 +73,63 @@ def test_build_off_main_thread_returns_and_raises():
 
     with pytest.raises(ConfigError, match="bad config"):
         build_off_main_thread(fail)
+
+
+def test_onednn_linear_equals_linear_and_falls_back():
+    """The oneDNN layer computes F.linear (+ GELU), and plain F.linear wherever the fast op must not run."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lighthmr_ros.perf.onednn import OneDNNLinear, onednn_linears
+    from timm.layers import Mlp
+
+    torch.manual_seed(0)
+    mlp = Mlp(24, 96, 24).eval()
+    ref_mlp = copy.deepcopy(mlp)
+    keys = list(mlp.state_dict())
+    assert onednn_linears(mlp) == 2
+    assert isinstance(mlp.fc1, OneDNNLinear) and mlp.fc1.gelu and isinstance(mlp.act, torch.nn.Identity)
+    assert list(mlp.state_dict()) == keys  # same parameter names: checkpoints and fingerprints unchanged
+    x = torch.randn(3, 7, 24)
+    with torch.inference_mode():
+        torch.testing.assert_close(mlp(x), ref_mlp(x), atol=1e-5, rtol=0)
+        with FlopCounterMode(display=False) as counter:  # a dispatch mode sees the plain ops
+            mlp(x)
+    assert counter.get_total_flops() == 2 * 2 * 21 * 24 * 96
+    # Autograd: the fallback, with gradients.
+    out = mlp(x.requires_grad_())
+    out.sum().backward()
+    assert mlp.fc1.weight.grad is not None and x.grad is not None
+    torch.testing.assert_close(out, ref_mlp(x), atol=1e-5, rtol=0)
+
+
+def test_onednn_rewrite_leaves_other_mlps_alone():
+    """Only timm's Mlp/NormMlp pattern takes the fused GELU (a GLU MLP splits fc1's output first)."""
+    from timm.layers import GluMlp
+
+    from lighthmr_ros.perf.onednn import onednn_linears
+
+    glu = GluMlp(16, 64, 16, act_layer=torch.nn.GELU).eval()
+    ref = copy.deepcopy(glu)
+    onednn_linears(glu)
+    assert not glu.fc1.gelu and not isinstance(glu.act, torch.nn.Identity)
+    x = torch.randn(2, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(glu(x), ref(x), atol=1e-5, rtol=0)
+
+
+def test_keep_freed_memory_is_process_wide_and_respects_user_tunables(tmp_path):
+    """The Predictor turns it on for the CPU; a user's own glibc malloc settings win."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch\n"
+            "from lighthmr_ros.inference import Predictor\n"
+            "from lighthmr_ros.perf import heap_kept\n"
+            "p = Predictor(config='lighthmr_tinyvit5m', image_size=64, device='cpu')\n"
+            "print('KEPT', heap_kept())\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert "KEPT True" in out.stdout, out.stderr[-2000:]
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_TRIM_THRESHOLD_": "131072"},
+                         capture_output=True, text=True, timeout=300)
+    assert "KEPT False" in out.stdout, out.stderr[-2000:]
