@@ -80,7 +80,7 @@ def explicit_window_attention(module: nn.Module) -> int:
 
 def optimize_for_inference(model: nn.Module, device: torch.device | str = "cpu") -> dict[str, object]:
     """Fold BatchNorms and use channels_last in convolutional encoders; on the CPU also write out
-    TinyViT's window attention and run the encoder's linear layers in oneDNN (lighthmr_ros.perf.onednn).
+    TinyViT's window attention and run the linear layers in oneDNN (lighthmr_ros.perf.onednn).
     In place, eval only."""
     model.eval()
     done: dict[str, object] = {"fused_conv_bn": fuse_conv_bn(model)}
@@ -90,11 +90,9 @@ def optimize_for_inference(model: nn.Module, device: torch.device | str = "cpu")
         done["channels_last"] = True
     if torch.device(device).type == "cpu":
         done["explicit_attention"] = explicit_window_attention(model)
-        backbone = getattr(model, "backbone", None)
-        if backbone is not None:  # the encoders' matmuls; the decoder's few-query ones gain nothing
-            from lighthmr_ros.perf.onednn import onednn_linears
+        from lighthmr_ros.perf.onednn import onednn_linears
 
-            done["onednn_linears"] = onednn_linears(backbone)
+        done["onednn_linears"] = onednn_linears(model)
     return done
 
 
