@@ -78,8 +78,8 @@ class CrossAttention(nn.Module):
         d = q.shape[-1]
         if n < d:  # folded projections (see class docstring)
             w_k, w_v = self.to_kv.weight.reshape(2, self.heads, d, -1).to(q.dtype)  # (h, d, C) each
-            q_c = (q.transpose(1, 2) @ w_k).reshape(b, self.heads * n, -1)  # (b, h*n, C): queries in context space
-            attn = torch.softmax((q_c @ context.transpose(1, 2).to(q_c.dtype)) * d**-0.5, dim=-1)  # (b, h*n, N)
+            q_c = (q.transpose(1, 2) @ w_k).reshape(b, self.heads * n, -1) * d**-0.5  # (b, h*n, C): scaled queries in context space
+            attn = torch.softmax(q_c @ context.transpose(1, 2).to(q_c.dtype), dim=-1)  # (b, h*n, N)
             mixed = (attn @ context.to(attn.dtype)).reshape(b, self.heads, n, -1)  # (b, h, n, C)
             out = (mixed @ w_v.transpose(1, 2).to(mixed.dtype)).transpose(1, 2).reshape(b, n, -1)  # (b, n, h*d)
             return self.to_out(out)
