@@ -32,7 +32,8 @@ def test_optimize_for_inference_keeps_outputs(student224):
     fast = copy.deepcopy(student224)
     done = optimize_for_inference(fast)
     assert done["fused_conv_bn"] > 20 and done.get("channels_last")
-    assert done["explicit_attention"] == 10 and done["onednn_linears"] >= 40  # CPU rewrites
+    assert done["explicit_attention"] == 10  # CPU rewrites
+    assert done["onednn_linears"] >= 40 or not torch.backends.mkldnn.is_available()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     K = torch.tensor([[180.0, 0.0, 112.0], [0.0, 180.0, 112.0], [0.0, 0.0, 1.0]]).expand(2, 3, 3)

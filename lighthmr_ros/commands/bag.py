@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import signal
 
-from lighthmr_ros.commands import add_runtime_arguments
+from lighthmr_ros.commands import add_model_arguments, model_arguments
 
 HELP = "rosbag2 in -> rosbag2 out with HumanMeshArray and markers"
 
@@ -29,13 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="output storage format")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT bag")
     model = parser.add_argument_group("model")
-    model.add_argument("--checkpoint", default=None, help="checkpoint file (default: the bundled model)")
-    model.add_argument("--config", default=None, help="named model config (instead of a checkpoint)")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    add_runtime_arguments(model)
-    model.add_argument("--image-size", type=int, default=None, help="network input size in pixels")
-    model.add_argument("--body-model", default=None, help="anny or smplx (default: the checkpoint's)")
-    model.add_argument("--smplx-model-dir", default=None, help="folder holding SMPLX_NEUTRAL.npz")
+    add_model_arguments(model)
     model.add_argument("--det-threshold", type=float, default=0.5, help="detection score threshold")
     model.add_argument("--max-humans", type=int, default=20)
     model.add_argument("--fov", type=float, default=60.0, help="horizontal field of view without CameraInfo (degrees)")
@@ -73,15 +67,7 @@ def run(args: argparse.Namespace) -> int:
         copy_topics=args.copy_topics,
         storage=args.storage,
         overwrite=args.overwrite,
-        checkpoint=args.checkpoint,
-        config=args.config,
-        device=args.device,
-        precision=args.precision,
-        backend=args.backend,
-        onnx_dir=args.onnx_dir,
-        image_size=args.image_size,
-        body_model=args.body_model,
-        smplx_model_dir=args.smplx_model_dir,
+        **model_arguments(args),
         det_threshold=args.det_threshold,
         max_humans=args.max_humans,
         fov_deg=args.fov,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lighthmr_ros.commands import add_runtime_arguments
+from lighthmr_ros.commands import add_model_arguments, model_arguments
 
 HELP = "images -> JSON, meshes and overlays"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -23,13 +23,7 @@ log = logging.getLogger(__name__)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", required=True, help="output folder (created)")
-    parser.add_argument("--checkpoint", help="checkpoint (lighthmr or official Multi-HMR); default: the bundled model")
-    parser.add_argument("--config", help="model name to run untrained when no checkpoint is given")
-    parser.add_argument("--body-model", choices=["anny", "smplx"], help="body model of an untrained student")
-    parser.add_argument("--image-size", type=int, help="network input side of an untrained model (checkpoints keep theirs)")
-    parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz (SMPL-X models, Multi-HMR checkpoints)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    add_runtime_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument("--threshold", type=float, default=0.5, help="detection threshold (default 0.5)")
     parser.add_argument("--nms-kernel", type=int, default=None, help="max-pool NMS kernel in tokens (default: the model's own)")
     parser.add_argument("--max-humans", type=int, default=20, help="at most this many people per image (default 20)")
@@ -113,9 +107,7 @@ def run(args: argparse.Namespace) -> int:
     K_user = parse_intrinsics(args.intrinsics)
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    pred = Predictor(checkpoint=args.checkpoint, config=args.config, device=args.device, precision=args.precision,
-                     body_model=args.body_model, smplx_model_dir=args.smplx_model_dir, image_size=args.image_size,
-                     backend=args.backend, onnx_dir=args.onnx_dir)
+    pred = Predictor(**model_arguments(args))
     total = 0
     for path in tqdm(paths, desc="predict", unit="image", disable=len(paths) < 2):
         rgb = read_rgb(path)

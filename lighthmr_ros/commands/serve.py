@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import socket
 
-from lighthmr_ros.commands import add_runtime_arguments
+from lighthmr_ros.commands import add_model_arguments, model_arguments
 from lighthmr_ros.errors import ConfigError
 
 HELP = "browser demo (FastAPI)"
@@ -16,12 +16,7 @@ log = logging.getLogger(__name__)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    parser.add_argument("--checkpoint", help="model checkpoint (default: the bundled one)")
-    parser.add_argument("--config", help="named model config when no checkpoint is given")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz for SMPL-X checkpoints")
-    parser.add_argument("--image-size", type=int, help="network input size (default: the checkpoint's)")
-    add_runtime_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (MiB)")
     parser.add_argument("--max-megapixels", type=float, default=40.0,
                         help="largest image accepted (megapixels)")
@@ -67,14 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-upload-mb and --max-megapixels must be positive.")
     _check_port(args.host, args.port)
     settings = WebSettings(
-        checkpoint=args.checkpoint,
-        config=args.config,
-        device=args.device,
-        smplx_model_dir=args.smplx_model_dir,
-        image_size=args.image_size,
-        backend=args.backend,
-        precision=args.precision,
-        onnx_dir=args.onnx_dir,
+        **model_arguments(args),
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=int(args.max_megapixels * 1e6),
         cors_origins=tuple(args.cors_origin),

@@ -48,6 +48,7 @@ class WebSettings:
 
     checkpoint: str | None = None
     config: str | None = None
+    body_model: str | None = None
     device: str = "auto"
     smplx_model_dir: str | None = None
     image_size: int | None = None
@@ -151,6 +152,7 @@ def build_predictor(settings: WebSettings):
     return Predictor(
         checkpoint=settings.checkpoint,
         config=settings.config,
+        body_model=settings.body_model,
         device=settings.device,
         smplx_model_dir=settings.smplx_model_dir,
         image_size=settings.image_size,
