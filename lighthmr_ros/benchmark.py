@@ -229,7 +229,7 @@ def entry_specs(sizes, include_teacher, include_student_smplx, onnx, precisions,
     """What to measure: one dict per (model, body model, size, precision, backend).
 
     ``plain``: also the student without lighthmr_ros.perf's model rewrites (BatchNorm folding,
-    channels_last, written-out window attention): plain torch eager, the "before" of those speed-ups.
+    channels_last, written-out window attention, oneDNN linears): plain torch eager, the "before" of those speed-ups.
     (keep_freed_memory is process-wide and applies to every row.)
     """
     specs = []

@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-frames", type=int, default=10, help="frames sent to the node (default 10)")
     parser.add_argument("--only-node", action="store_true", help="time only the node against the Predictor")
     parser.add_argument("--plain", action="store_true",
-                        help="also time the student without the model rewrites (BatchNorm folding, channels_last, written-out attention)")
+                        help="also time the student without the model rewrites (BatchNorm folding, channels_last, written-out attention, oneDNN linears)")
     parser.add_argument("--onnx", action="store_true", help="also time the student on onnxruntime, fp32 and int8")
     parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
                         help="also time fp16 (default: on when CUDA is used)")

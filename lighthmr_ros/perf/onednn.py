@@ -1,4 +1,4 @@
-"""Encoder linear layers through oneDNN on the CPU, with the MLP's GELU fused in.
+"""The network's linear layers through oneDNN on the CPU, with the MLPs' GELU fused in.
 
 Why: PyTorch's fp32 ``nn.Linear`` on the CPU calls MKL's sgemm, which on this project's machine
 (AMD EPYC, AVX-512) reaches 90-150 GFLOP/s on the encoders' matrix shapes, while oneDNN, already in
@@ -20,6 +20,7 @@ import logging
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ def _fast_path_allowed(x: torch.Tensor, weight: torch.Tensor) -> bool:
         return False
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
         return False
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
     return _get_current_dispatch_mode() is None
 
 
