@@ -99,3 +99,19 @@ def test_ratios_and_table_from_results():
     settings = {"persons": 4, "image": "640x480 RGB", "device": "cpu", "threads": 2, "repeats": 5, "warmup": 2, "notes": []}
     table = format_table({"models": models, "settings": settings, "ratios": ratios})
     assert "student_onnx@448" in table and "onnx_speedup@448" in table
+
+
+def test_flop_count_includes_cpu_attention():
+    """A ViT block's FLOPs by hand: linear layers 24 N D^2 plus attention 4 N^2 D (CPU flash kernel included)."""
+    import timm
+    import torch
+
+    from lighthmr_ros.benchmark import flop_counter
+
+    block = timm.models.vision_transformer.Block(dim=64, num_heads=4).eval()
+    assert block.attn.fused_attn  # the path that calls F.scaled_dot_product_attention
+    n, d = 100, 64
+    counter = flop_counter()
+    with torch.inference_mode(), counter:
+        block(torch.randn(1, n, d))
+    assert counter.get_total_flops() == 24 * n * d * d + 4 * n * n * d
