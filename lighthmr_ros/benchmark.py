@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lighthmr_ros.perf import heap_kept
+from lighthmr_ros.perf import cpu_has_native, heap_kept
 
 STAGES = ("preprocess", "encoder", "detection", "decoder", "body_model", "postprocess")
 TEACHER = "multihmr_vits14"
@@ -236,6 +236,7 @@ def machine_info() -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "malloc_keeps_freed_memory": heap_kept(),  # lighthmr_ros.perf.keep_freed_memory: all rows alike
+        "cpu_native_bf16": cpu_has_native("bf16"),
     }
     with contextlib.suppress(OSError):
         info["load_average"] = list(os.getloadavg())
@@ -255,7 +256,7 @@ def entry_specs(sizes, include_teacher, include_student_smplx, onnx, precisions,
             suffix = f"@{size}" + ("" if prec == "fp32" else f"/{prec}")
             specs.append({"key": f"student{suffix}", "model": STUDENT, "body_model": None, "image_size": size, "precision": prec,
                           "backend": "torch", "checkpoint": checkpoint})
-            if plain:
+            if plain and prec == "fp32":
                 specs.append({"key": f"student_plain{suffix}", "model": STUDENT, "body_model": None, "image_size": size,
                               "precision": prec, "backend": "torch", "checkpoint": checkpoint, "optimize": False})
             if include_student_smplx and checkpoint is None:
@@ -355,28 +356,30 @@ def run_bench(
     memory: bool = True,
     plain: bool = False,
     progress=None,
+    bf16: bool = False,
 ) -> dict:
     """Measure everything in one process and return the JSON-ready result (see module docstring).
 
-    ``threads`` sets torch's intra-op threads for the run (restored afterwards).
+    ``threads`` sets torch's intra-op threads for the run (restored afterwards). ``fp16`` / ``bf16``
+    add rows of the student and the teacher under that autocast precision (fp16: default on CUDA).
     """
     before = torch.get_num_threads()
     try:
         return _run_bench(sizes, repeats, warmup, persons, threads, device, include_teacher, include_student_smplx, onnx,
-                          fp16, checkpoint, memory, plain, progress)
+                          fp16, checkpoint, memory, plain, progress, bf16)
     finally:
         torch.set_num_threads(before)
 
 
 def _run_bench(sizes, repeats, warmup, persons, threads, device, include_teacher, include_student_smplx, onnx, fp16,
-               checkpoint, memory, plain, progress) -> dict:
+               checkpoint, memory, plain, progress, bf16) -> dict:
     from lighthmr_ros.body.synthetic_smplx import write_synthetic_smplx
     from lighthmr_ros.inference import resolve_device
 
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    precisions = ["fp32"] + (["fp16"] if (fp16 if fp16 is not None else dev.type == "cuda") else [])
+    precisions = ["fp32"] + (["fp16"] if (fp16 if fp16 is not None else dev.type == "cuda") else []) + (["bf16"] if bf16 else [])
     say = progress or (lambda msg: None)
     load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     image = bench_image()

@@ -24,7 +24,7 @@ from lighthmr_ros.model.camera import default_K as _default_K
 from lighthmr_ros.model.camera import project
 from lighthmr_ros.model.checkpoint import load_checkpoint
 from lighthmr_ros.model.hmr import Detections
-from lighthmr_ros.perf import keep_freed_memory, optimize_for_inference, torch_threads
+from lighthmr_ros.perf import cpu_has_native, keep_freed_memory, optimize_for_inference, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,9 @@ class Predictor:
             raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)} or int8 (onnxruntime)")
         self.device = resolve_device(device)
         self.precision = precision
+        if self.device.type == "cpu" and backend == "torch" and precision in ("fp16", "bf16") and not cpu_has_native(precision):
+            log.warning("%s on this CPU is emulated (no %s instructions): expect it slower than fp32", precision,
+                        "AVX512-BF16 / AMX" if precision == "bf16" else "AMX-FP16")
         if checkpoint is None and config is None and DEFAULT_CHECKPOINT.is_file():
             checkpoint = DEFAULT_CHECKPOINT
         if isinstance(checkpoint, HMRModel):

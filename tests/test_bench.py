@@ -115,3 +115,20 @@ def test_flop_count_includes_cpu_attention():
     with torch.inference_mode(), counter:
         block(torch.randn(1, n, d))
     assert counter.get_total_flops() == 24 * n * d * d + 4 * n * n * d
+
+
+def test_bf16_rows_pair_student_and_teacher():
+    """--bf16 adds student, SMPL-X student and teacher rows under bf16 (no plain or onnx rows) and their ratios."""
+    from lighthmr_ros.benchmark import compute_ratios, entry_specs
+
+    specs = entry_specs([672], True, True, True, ["fp32", "bf16"], None, plain=True)
+    keys = [s["key"] for s in specs]
+    assert {"student@672/bf16", "student_smplx@672/bf16", "teacher@672/bf16"} <= set(keys)
+    assert not any(k.endswith("/bf16") and ("plain" in k or "onnx" in k) for k in keys)
+    assert all(s["precision"] == "bf16" for s in specs if s["key"].endswith("/bf16"))
+
+    def row(key, total):
+        return {"key": key, "backend": "torch", "latency_ms": {"total": total}, "params_m": {"total": 1.0}}
+
+    ratios = compute_ratios([row("student@672/bf16", 20.0), row("teacher@672/bf16", 100.0)])
+    assert ratios["student/teacher@672/bf16"]["latency"] == pytest.approx(0.2)

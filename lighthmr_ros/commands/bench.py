@@ -30,6 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", action="store_true", help="also time the student on onnxruntime, fp32 and int8")
     parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
                         help="also time fp16 (default: on when CUDA is used)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time bf16 autocast, student and teacher (on the CPU it pays off only with native bf16: AVX512-BF16 or AMX)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_bench(
         sizes=args.sizes, repeats=args.repeats, warmup=args.warmup, persons=args.persons, threads=args.threads,
         device=args.device, include_teacher=not args.no_teacher, include_student_smplx=not args.no_smplx_student,
-        onnx=args.onnx, fp16=args.fp16, checkpoint=args.checkpoint, memory=not args.no_memory, plain=args.plain,
+        onnx=args.onnx, fp16=args.fp16, bf16=args.bf16, checkpoint=args.checkpoint, memory=not args.no_memory, plain=args.plain,
         progress=progress,
     )
     print(format_table(result))

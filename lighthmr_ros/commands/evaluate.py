@@ -24,10 +24,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                         help="run the network in torch (default) or onnxruntime (CPU)")
-    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
-                        help="onnxruntime only: fp32 (default) or its int8 graphs")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32",
+                        help="fp32 (default); torch: fp16 / bf16 autocast, as the Predictor runs them; onnxruntime: its int8 graphs")
     parser.add_argument("--onnx-dir", help="a `lighthmr export --onnx` folder (default: export at start-up)")
     parser.add_argument("--output", default="metrics.json", help="JSON file for the results (default metrics.json)")
+
+
+class AutocastRunner:
+    """The model under torch autocast (fp16 / bf16), the way the Predictor runs those precisions."""
+
+    def __init__(self, model, dtype):
+        self.model, self.dtype = model, dtype
+
+    def __call__(self, images, K, **kwargs):
+        import torch
+
+        with torch.autocast(device_type=images.device.type, dtype=self.dtype):
+            return self.model(images, K, **kwargs)
+
+    def close(self) -> None:
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from lighthmr_ros.training.datasets import create_dataset
     from lighthmr_ros.training.evaluate import SMPLGroundTruth, evaluate_model, format_table, load_model_for_eval
 
-    if args.backend == "torch" and args.precision != "fp32":
-        raise ConfigError(f"--precision {args.precision} needs --backend onnxruntime")
+    if args.backend == "torch" and args.precision == "int8":
+        raise ConfigError("--precision int8 needs --backend onnxruntime")
+    if args.backend == "onnxruntime" and args.precision in ("fp16", "bf16"):
+        raise ConfigError(f"--precision {args.precision} runs in the torch backend; onnxruntime runs fp32 or int8")
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     if args.backend == "onnxruntime":  # the graphs run on the CPU; so do the torch parts around them
         device = "cpu"
@@ -50,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         from lighthmr_ros.onnx_backend import OnnxHMR
 
         runner = OnnxHMR(model.eval(), args.onnx_dir, precision=args.precision)
+    elif args.precision in ("fp16", "bf16"):
+        runner = AutocastRunner(model.eval(), getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}[args.precision]))
     smpl_gt = SMPLGroundTruth(args.smpl_dir, args.smplx2smpl) if (args.dataset == "3dpw" and args.smpl_dir and args.smplx2smpl) else None
     try:
         summary = evaluate_model(model, reader, size=args.image_size, device=device, det_threshold=args.det_threshold,
