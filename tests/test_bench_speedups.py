@@ -134,3 +134,24 @@ def test_keep_freed_memory_is_process_wide_and_respects_user_tunables(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_TRIM_THRESHOLD_": "131072"},
                          capture_output=True, text=True, timeout=300)
     assert "KEPT False" in out.stdout, out.stderr[-2000:]
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(model_smplx_dir, monkeypatch, caplog):
+    """bf16 runs anywhere, but where the CPU lacks the instructions the Predictor says it will be slow."""
+    import logging
+
+    import lighthmr_ros.inference as inference
+
+    monkeypatch.setattr(inference, "cpu_has_native", lambda precision: False)
+    with caplog.at_level(logging.WARNING, logger="lighthmr_ros.inference"):
+        pred = inference.Predictor(config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir,
+                                   image_size=64, device="cpu", precision="bf16")
+    assert any("bf16 on this CPU is emulated" in r.getMessage() for r in caplog.records)
+    humans = pred.predict(np.zeros((40, 60, 3), np.uint8), det_threshold=0.0, max_humans=1)
+    assert len(humans) == 1 and np.isfinite(humans[0].vertices).all()
+    monkeypatch.setattr(inference, "cpu_has_native", lambda precision: True)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lighthmr_ros.inference"):
+        inference.Predictor(config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir,
+                            image_size=64, device="cpu", precision="bf16")
+    assert not any("emulated" in r.getMessage() for r in caplog.records)
