@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
         runner = OnnxHMR(model.eval(), args.onnx_dir, precision=args.precision)
     elif args.precision in ("fp16", "bf16"):
-        runner = AutocastRunner(model.eval(), getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}[args.precision]))
+        from lighthmr_ros.inference import PRECISIONS
+
+        runner = AutocastRunner(model.eval(), PRECISIONS[args.precision])
     smpl_gt = SMPLGroundTruth(args.smpl_dir, args.smplx2smpl) if (args.dataset == "3dpw" and args.smpl_dir and args.smplx2smpl) else None
     try:
         summary = evaluate_model(model, reader, size=args.image_size, device=device, det_threshold=args.det_threshold,
