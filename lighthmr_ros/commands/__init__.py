@@ -16,7 +16,7 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz (SMPL-X models, Multi-HMR checkpoints)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
-                        help="fp32 (default); fp16/bf16 (torch, GPU); int8 (onnxruntime backend)")
+                        help="fp32 (default); fp16/bf16 (torch: GPU, bf16 also CPUs with native bf16); int8 (onnxruntime backend)")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                         help="torch, or onnxruntime (CPU; exports the network at start-up unless --onnx-dir)")
     parser.add_argument("--onnx-dir", default=None, help="a `lighthmr export --onnx` folder for the onnxruntime backend")
