@@ -34,12 +34,7 @@ setup(
     description="Real-time multi-person 3D human mesh recovery for ROS 2 (lightweight Multi-HMR).",
     license="Apache-2.0",
     python_requires=">=3.10",
-    # training/ lives at the repository root and installs as lighthmr_ros.training
-    # (lighthmr_ros/training is a symlink to it so the source tree imports the same way).
-    packages=find_packages(include=["lighthmr_ros", "lighthmr_ros.*"], exclude=["lighthmr_ros.training*"])
-    + ["lighthmr_ros.training"]
-    + ["lighthmr_ros." + name for name in find_packages(include=["training.*"])],
-    package_dir={"lighthmr_ros.training": "training"},
+    packages=find_packages(include=["lighthmr_ros", "lighthmr_ros.*"]),
     package_data={
         "lighthmr_ros": ["py.typed", "assets/*", "web/static/**/*"],
         "lighthmr_ros.training": ["configs/*.yaml", "README.md"],

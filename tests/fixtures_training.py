@@ -2,7 +2,7 @@
 
 People are stick figures: a fixed 55-joint SMPL-X-ordered skeleton, turned and placed in the camera
 frame, drawn as bright blobs at the projected joints on a black background. The annotation files carry
-exactly what the real releases carry (see the format notes in training/bedlam.py, threedpw.py, agora.py).
+exactly what the real releases carry (see the format notes in lighthmr_ros/training/bedlam.py, threedpw.py, agora.py).
 """
 from __future__ import annotations
 

@@ -60,10 +60,10 @@ def test_manifest_is_valid_format3_ament_cmake():
 def test_manifest_names_every_third_party_module_the_code_imports():
     pkg = _package()
     declared = {d.name for d in pkg.build_depends + pkg.buildtool_depends + pkg.exec_depends + pkg.test_depends}
-    code = [p for d in ("lighthmr_ros", "training", "launch", "scripts") for p in (ROOT / d).rglob("*.py")
+    code = [p for d in ("lighthmr_ros", "launch", "scripts") for p in (ROOT / d).rglob("*.py")
             if "node_modules" not in p.parts]
     code += [ROOT / "scripts" / "detect_node"]
-    own = {"lighthmr_ros", "training", "tests", "fixtures_body", "conftest"}
+    own = {"lighthmr_ros", "tests", "fixtures_body", "conftest"}
     third_party = _imported_top_level_modules(code) - set(sys.stdlib_module_names) - own
     unknown = sorted(m for m in third_party if m not in ROSDEP_KEYS)
     assert not unknown, f"add a rosdep key for these imports to ROSDEP_KEYS and package.xml: {unknown}"
@@ -77,7 +77,7 @@ def test_cmake_generates_every_message_and_installs_the_python_parts():
         assert f'"msg/{msg.name}"' in cmake
     assert "rosidl_generate_interfaces" in cmake
     assert "DESTINATION lib/${PROJECT_NAME}" in cmake and "scripts/detect_node" in cmake
-    assert "${PROJECT_NAME}/training" in cmake
+    assert "install(DIRECTORY lighthmr_ros/" in cmake and "training" not in cmake
     assert "launch config DESTINATION share/${PROJECT_NAME}" in cmake
 
 
@@ -85,7 +85,9 @@ def test_setup_py_exposes_console_scripts_and_training_subpackage():
     text = (ROOT / "setup.py").read_text()
     assert "lighthmr=lighthmr_ros.cli:main" in text
     assert "lighthmr-detect=lighthmr_ros.ros.node:main" in text
-    assert '"lighthmr_ros.training": "training"' in text
+    assert '"lighthmr_ros.training": ["configs/*.yaml", "README.md"]' in text
+    assert "package_dir" not in text, "lighthmr_ros.training is a real sub-package: no remap"
+    assert not (ROOT / "lighthmr_ros" / "training").is_symlink()
 
 
 def test_library_imports_without_rclpy(tmp_path):

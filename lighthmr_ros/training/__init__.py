@@ -3,7 +3,7 @@
 Modules: targets (the common Sample/PersonTarget records and augmentations), datasets (registry and
 batching), bedlam / threedpw / agora / synthetic (readers of each release format), losses,
 supervision (GT in the model's terms), distill (teacher), metrics, evaluate, config and train (the
-engine of ``lighthmr train`` / ``lighthmr distill``). Stage configs live in training/configs/.
+engine of ``lighthmr train`` / ``lighthmr distill``). Stage configs live in configs/ beside this file.
 """
 from pathlib import Path
 

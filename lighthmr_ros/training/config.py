@@ -184,7 +184,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"training config {path} not found; pass a YAML file such as training/configs/bedlam_distill.yaml")
+        raise ConfigError(f"training config {path} not found; pass a YAML file such as "
+                          "lighthmr_ros/training/configs/bedlam_distill.yaml")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

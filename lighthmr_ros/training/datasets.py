@@ -33,7 +33,7 @@ class HMRDataset(Dataset):
         self.items = self.items[:: self.subsample]
         if not self.items:
             raise DatasetError(f"no {self.name} images with annotations found under {self.root} for split "
-                               f"{self.split!r}: check the folder layout described in training/{self.name}.py.")
+                               f"{self.split!r}: check the folder layout described in lighthmr_ros/training/{self.name}.py.")
 
     def __len__(self) -> int:
         return len(self.items)
