@@ -1,8 +1,8 @@
 """The ``lighthmr`` command: one sub-command per module in lighthmr_ros.commands.
 
-Each sub-command module defines ``HELP`` (one line), ``configure(parser)`` and
-``run(args) -> int``; modules are imported only when their sub-command runs, so
-``lighthmr --help`` stays fast and ``lighthmr serve`` never imports rclpy.
+Each sub-command module defines ``configure(parser)`` and ``run(args) -> int``; its one-line
+help lives here, in SUBCOMMANDS (the one place), because modules are imported only when their
+sub-command runs, so ``lighthmr --help`` stays fast and ``lighthmr serve`` never imports rclpy.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 
 from lighthmr_ros.errors import LightHMRError
 
+# name -> one-line help; lighthmr_ros/commands/<name>.py implements it
 SUBCOMMANDS = {
     "predict": "images -> JSON, meshes and overlays",
     "bag": "rosbag2 in -> rosbag2 out with HumanMeshArray and markers",

@@ -6,8 +6,6 @@ import signal
 
 from lighthmr_ros.commands import add_model_arguments, model_arguments
 
-HELP = "rosbag2 in -> rosbag2 out with HumanMeshArray and markers"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (

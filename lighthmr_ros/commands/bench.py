@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "side-by-side speed and size of student and teacher"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[448, 672], help="network input sizes (default: 448 672)")

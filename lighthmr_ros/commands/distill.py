@@ -5,8 +5,6 @@ import argparse
 
 from lighthmr_ros.commands import train as _train
 
-HELP = "teacher-student distillation from a YAML config"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     _train.configure(parser)

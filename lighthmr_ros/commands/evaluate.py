@@ -5,8 +5,6 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "metrics on a data set (MPJPE, PA-MPJPE, PVE, PA-PVE, F1)"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="lighthmr or official Multi-HMR checkpoint")

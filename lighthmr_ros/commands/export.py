@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "export the network to ONNX"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", required=True, metavar="OUT",

@@ -15,7 +15,6 @@ import numpy as np
 
 from lighthmr_ros.commands import add_model_arguments, model_arguments
 
-HELP = "images -> JSON, meshes and overlays"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ import socket
 from lighthmr_ros.commands import add_model_arguments, model_arguments
 from lighthmr_ros.errors import ConfigError
 
-HELP = "browser demo (FastAPI)"
 log = logging.getLogger(__name__)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-HELP = "render synthetic multi-person scenes with the Anny body model"
-
 log = logging.getLogger(__name__)
 
 

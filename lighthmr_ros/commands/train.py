@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "train or fine-tune a model from a YAML config"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML stage config (path, or a bundled name: bedlam_distill, 3dpw_finetune, agora_finetune)")
