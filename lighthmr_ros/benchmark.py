@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lighthmr_ros.perf import cpu_has_native, heap_kept
+from lighthmr_ros.device import cpu_capability, cpu_has_native
+from lighthmr_ros.perf import heap_kept
 
 STAGES = ("preprocess", "encoder", "detection", "decoder", "body_model", "postprocess")
 TEACHER = "multihmr_vits14"

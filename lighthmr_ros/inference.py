@@ -17,102 +17,22 @@ import cv2
 import numpy as np
 import torch
 
+from lighthmr_ros.device import PrecisionChoice, cpu_has_native, resolve_device, resolve_precision
 from lighthmr_ros.errors import ConfigError, ImageError
 from lighthmr_ros.human import Human
+from lighthmr_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, Letterbox, as_rgb, letterbox
 from lighthmr_ros.model import HMRModel, create_model
 from lighthmr_ros.model.camera import default_K as _default_K
 from lighthmr_ros.model.camera import project
 from lighthmr_ros.model.checkpoint import load_checkpoint
 from lighthmr_ros.model.hmr import Detections
-from lighthmr_ros.perf import cpu_has_native, keep_freed_memory, optimize_for_inference, torch_threads
+from lighthmr_ros.perf import keep_freed_memory, optimize_for_inference, torch_threads
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "lighthmr_default.pt"
 DEFAULT_CONFIG = "lighthmr_tinyvit5m"
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """Pixel map original -> network: u' = sx u + tx, v' = sy v + ty (pixel centres at integers)."""
-
-    sx: float
-    sy: float
-    tx: float
-    ty: float
-    width: int
-    height: int
-
-    def to_network(self, uv: np.ndarray) -> np.ndarray:
-        return np.asarray(uv, dtype=np.float64) * [self.sx, self.sy] + [self.tx, self.ty]
-
-    def to_original(self, uv: np.ndarray) -> np.ndarray:
-        return (np.asarray(uv, dtype=np.float64) - [self.tx, self.ty]) / [self.sx, self.sy]
-
-    def map_K(self, K: np.ndarray) -> np.ndarray:
-        A = np.array([[self.sx, 0.0, self.tx], [0.0, self.sy, self.ty], [0.0, 0.0, 1.0]])
-        return A @ np.asarray(K, dtype=np.float64)
-
-
-def as_rgb(image) -> np.ndarray:
-    """HxWx3 uint8 RGB from HxW grayscale, HxWx3 RGB or HxWx4 RGBA (uint8, or float in [0, 1])."""
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ImageError(f"expected an HxW, HxWx3 or HxWx4 image, got an array of shape {img.shape}")
-    if img.shape[0] < 2 or img.shape[1] < 2:
-        raise ImageError(f"the image is too small ({img.shape[1]}x{img.shape[0]} pixels)")
-    if img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.floating):
-            img = np.clip(np.nan_to_num(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        elif np.issubdtype(img.dtype, np.integer) and img.max(initial=0) <= 255 and img.min(initial=0) >= 0:
-            img = img.astype(np.uint8)
-        else:
-            raise ImageError(f"expected uint8 pixels (or floats in [0, 1]), got {img.dtype} with values up to {img.max()}")
-    return np.ascontiguousarray(img)
-
-
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio so the long side is ``size``, pad (black) to a centred square."""
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (nw, nh), interpolation=interp)
-    px, py = (size - nw) // 2, (size - nh) // 2
-    out = np.zeros((size, size, 3), dtype=np.uint8)
-    out[py : py + nh, px : px + nw] = resized
-    sx, sy = nw / w, nh / h
-    # Pixel centres at integers: u' + 0.5 = (u + 0.5) s + pad.
-    return out, Letterbox(sx, sy, 0.5 * (sx - 1.0) + px, 0.5 * (sy - 1.0) + py, w, h)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> cuda if present else cpu; 'cuda[:N]' without CUDA -> cpu with one warning."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            log.warning("CUDA is not available here; running on the CPU instead of %s", name)
-            return torch.device("cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type != "cpu":
-        raise ConfigError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
-    return dev
 
 
 def _per_image_K(K, count: int) -> list:
@@ -139,8 +59,10 @@ class Predictor:
     Args:
         checkpoint: a lighthmr or official Multi-HMR checkpoint file, or an HMRModel instance.
         config: a model name to build untrained (ignored when a checkpoint is given).
-        device: "auto", "cpu", "cuda" or "cuda:N". precision: "fp32", "fp16" or "bf16" (torch), or "int8"
-            (onnxruntime backend only: int8 weights in the network's matrix products, ~1.4x faster on CPU).
+        device: "auto", "cpu", "cuda" or "cuda:N". precision: "fp32", "fp16" or "bf16" (torch), "auto"
+            (bf16 where the CPU multiplies bf16 natively, fp16 on CUDA, fp32 otherwise: see
+            lighthmr_ros.device), or "int8" (onnxruntime backend only: int8 weights in the network's
+            matrix products, ~1.4x faster on CPU). ``precision_reason`` says what was picked and why.
         body_model: body model name (or instance) for an untrained student.
         smplx_model_dir: folder with SMPLX_NEUTRAL.npz (SMPL-X models, teachers).
         image_size: network input side for an untrained model (default: the config's).
@@ -156,13 +78,20 @@ class Predictor:
                  backend: str = "torch", onnx_dir: str | Path | None = None):
         if precision == "int8" and backend != "onnxruntime":
             raise ConfigError("int8 runs in the onnxruntime backend only: use backend='onnxruntime' with precision='int8'")
-        if precision not in PRECISIONS and precision != "int8":
-            raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)} or int8 (onnxruntime)")
+        if precision not in PRECISIONS and precision not in ("int8", "auto"):
+            raise ConfigError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)} or int8 (onnxruntime)")
         self.device = resolve_device(device)
-        self.precision = precision
-        if self.device.type == "cpu" and backend == "torch" and precision in ("fp16", "bf16") and not cpu_has_native(precision):
-            log.warning("%s on this CPU is emulated (no %s instructions): expect it slower than fp32", precision,
-                        "AVX512-BF16 / AMX" if precision == "bf16" else "AMX-FP16")
+        if backend == "onnxruntime" and precision == "auto":  # onnxruntime graphs run fp32 or int8 only
+            choice = PrecisionChoice("fp32", "auto -> fp32: the onnxruntime backend runs fp32 (int8 is explicit)")
+        else:
+            choice = resolve_precision(precision, self.device)
+        self.precision = choice.name
+        self.precision_reason = choice.reason  # one line: what runs and why (node log, /api/health)
+        if self.device.type == "cpu" and backend == "torch" and self.precision in ("fp16", "bf16") \
+                and not cpu_has_native(self.precision):
+            log.warning("%s on this CPU is emulated (no %s instructions): expect it slower than fp32; "
+                        "precision='auto' picks fp32 here", self.precision,
+                        "AVX512-BF16 / AMX" if self.precision == "bf16" else "AMX-FP16")
         if checkpoint is None and config is None and DEFAULT_CHECKPOINT.is_file():
             checkpoint = DEFAULT_CHECKPOINT
         if isinstance(checkpoint, HMRModel):
@@ -190,7 +119,7 @@ class Predictor:
         if backend == "onnxruntime":  # OnnxHMR refuses precisions it does not run (fp16, bf16)
             from lighthmr_ros.onnx_backend import OnnxHMR
 
-            self._net = OnnxHMR(self.model, onnx_dir, precision=precision)
+            self._net = OnnxHMR(self.model, onnx_dir, precision=self.precision)
         elif backend != "torch":
             raise ConfigError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")
         spec = model.body.spec

@@ -24,7 +24,7 @@ from lighthmr_ros.errors import ConfigError
 from lighthmr_ros.model.heads import score_from_logits
 from lighthmr_ros.model.hmr import Detections
 from lighthmr_ros.model.hph import rot6d_to_rotmat
-from lighthmr_ros.onnx_export import DECODER_FILE, ENCODER_FILE, export_onnx, read_meta, weights_fingerprint
+from lighthmr_ros.onnx_export import DECODER_FILE, ENCODER_FILE, INT8_SCHEME, export_onnx, read_meta, weights_fingerprint
 from lighthmr_ros.perf import torch_threads
 
 PRECISIONS = ("fp32", "int8")
@@ -79,6 +79,10 @@ class OnnxHMR:
             files = meta.get("int8") or {}
             if not all(f in files and (onnx_dir / files[f]).is_file() for f in (ENCODER_FILE, DECODER_FILE)):
                 raise ConfigError(f"the ONNX export in {onnx_dir} has no int8 graphs; re-export with "
+                                  f"`lighthmr export --onnx {onnx_dir} --int8` (same --checkpoint)")
+            if meta.get("int8_scheme") != INT8_SCHEME:
+                raise ConfigError(f"the int8 graphs in {onnx_dir} use 8-bit weights, which saturate in the AVX2 "
+                                  f"integer kernels (wrong results on CPUs without VNNI); re-export with "
                                   f"`lighthmr export --onnx {onnx_dir} --int8` (same --checkpoint)")
         self.meta = meta
         self.onnx_dir = onnx_dir

@@ -10,11 +10,14 @@
 - ``lighthmr_onnx.json``: the model config, body model, input size and a fingerprint of the weights,
   so a Predictor refuses graphs exported from other weights.
 - with ``int8=True`` also ``encoder.int8.onnx`` and ``decoder.int8.onnx``: the same graphs with their
-  MatMul/Gemm weights quantised to int8 per output channel (onnxruntime dynamic quantisation:
-  activations are quantised per tensor at run time, so no calibration data is needed; the
-  convolutions stay fp32). On the project's CPU (AVX512-VNNI) the encoder runs about 1.4x faster;
-  on the held-out synthetic scenes the default model's metrics moved by at most 0.1 (F1 81.3 ->
-  81.4 %, PA-MPJPE 198.0 -> 198.0 mm), see docs/performance.md.
+  MatMul/Gemm weights quantised per output channel (onnxruntime dynamic quantisation: activations are
+  quantised to u8 per tensor at run time, so no calibration data is needed; the convolutions stay
+  fp32). The weights use 7 bits (s7, in [-64, 64]: ``reduce_range``) so that the graphs cannot
+  overflow in ANY integer kernel onnxruntime dispatches: the AVX2 and AVX-512 (non-VNNI) u8 x s8
+  kernels sum two u8 x s8 products into a saturating int16 (vpmaddubsw); with 8-bit weights that sum
+  reaches 2 x 255 x 127 = 64,770 and clips (+10 mm PA-MPJPE on an AVX2 host), with 7-bit weights it
+  is at most 2 x 255 x 64 = 32,640 <= 32,767. VNNI kernels accumulate in int32 and never saturated.
+  See docs/performance.md for accuracy and speed per instruction set.
 
 What stays outside the graphs (torch, see onnx_backend.py): letterboxing, the camera-ray embedding
 (it needs K^-1 and is cached per K), score sigmoid + max-pool NMS + peak picking (data-dependent
@@ -40,6 +43,9 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 META_FILE = "lighthmr_onnx.json"
 INT8_FILES = {ENCODER_FILE: "encoder.int8.onnx", DECODER_FILE: "decoder.int8.onnx"}
+# How the int8 graphs are made; read_meta refuses int8 graphs of another scheme (they may saturate).
+INT8_SCHEME = "dynamic-u8-activations-s7-weights-per-channel"
+INT16_MAX = 32767
 OPSET = 17
 
 
@@ -132,12 +138,40 @@ def quantize_int8(onnx_dir: Path) -> dict[str, str]:
     try:
         for src, dst in INT8_FILES.items():
             tmp = onnx_dir / f".{dst}.tmp"
+            # reduce_range: 7-bit weights, so no u8 x s8 pair sum can saturate int16 (module docstring)
             quantize_dynamic(str(onnx_dir / src), str(tmp), op_types_to_quantize=["MatMul", "Gemm"],
-                             per_channel=True, weight_type=QuantType.QInt8)
+                             per_channel=True, reduce_range=True, weight_type=QuantType.QInt8)
             tmp.replace(onnx_dir / dst)
     finally:
         root.setLevel(level)
     return dict(INT8_FILES)
+
+
+def int8_weight_ranges(onnx_path: str | Path) -> dict[str, tuple[int, int]]:
+    """(min, max) of every int8 weight tensor of a quantised graph, by initializer name."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    out = {}
+    for init in graph.initializer:
+        if init.data_type == onnx.TensorProto.INT8:
+            w = numpy_helper.to_array(init)
+            out[init.name] = (int(w.min(initial=0)), int(w.max(initial=0)))
+    return out
+
+
+def worst_pair_sum(onnx_path: str | Path) -> int:
+    """Largest |a1 w1 + a2 w2| a u8 x s8 kernel can form with this graph's weights (a in [0, 255]).
+
+    The AVX2 / AVX-512 (non-VNNI) kernels keep that pair sum in a saturating int16: a graph is safe
+    on every x86 CPU when the result is <= INT16_MAX.
+    """
+    ranges = int8_weight_ranges(onnx_path)
+    if not ranges:
+        return 0
+    widest = max(max(-lo, hi) for lo, hi in ranges.values())
+    return 2 * 255 * widest
 
 
 def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, provenance: dict | None = None,
@@ -184,6 +218,7 @@ def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, prove
         "opset": opset,
         "weights_sha1": weights_fingerprint(model),
         "int8": int8_files,
+        "int8_scheme": INT8_SCHEME if int8_files else None,
         "provenance": provenance or {},
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2))

@@ -22,8 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                         help="run the network in torch (default) or onnxruntime (CPU)")
-    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32",
-                        help="fp32 (default); torch: fp16 / bf16 autocast, as the Predictor runs them; onnxruntime: its int8 graphs")
+    parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], default="fp32",
+                        help="fp32 (default); auto (the Predictor's rule: bf16 on CPUs with native bf16, fp16 on "
+                             "CUDA, else fp32); torch: fp16 / bf16 autocast; onnxruntime: its int8 graphs")
     parser.add_argument("--onnx-dir", help="a `lighthmr export --onnx` folder (default: export at start-up)")
     parser.add_argument("--output", default="metrics.json", help="JSON file for the results (default metrics.json)")
 
@@ -58,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     if args.backend == "onnxruntime":  # the graphs run on the CPU; so do the torch parts around them
         device = "cpu"
+    if args.precision == "auto":  # the Predictor's rule (lighthmr_ros.device); onnxruntime runs fp32 or int8
+        from lighthmr_ros.device import resolve_precision
+
+        args.precision = "fp32" if args.backend == "onnxruntime" else resolve_precision("auto", device).name
+        print(f"precision auto -> {args.precision}")
     split = args.split or {"3dpw": "test", "agora": "validation", "bedlam": "validation", "synthetic": "all"}[args.dataset]
     reader = create_dataset(args.dataset, args.root, split=split, subsample=args.subsample)
     model = load_model_for_eval(args.checkpoint, device=device, smplx_model_dir=args.smplx_model_dir)

@@ -29,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     out = export_onnx(pred.model, args.onnx, opset=args.opset, provenance=provenance, int8=args.int8)
     print(f"exported {pred.model.config.name} ({pred.image_size} px, body model {pred.body_model_name}) to {out}"
           + (" with int8 graphs" if args.int8 else ""))
+    if args.int8:
+        from lighthmr_ros.onnx_export import INT16_MAX, INT8_FILES, worst_pair_sum
+
+        worst = max(worst_pair_sum(out / f) for f in INT8_FILES.values())
+        print(f"int8 graphs: 7-bit weights, largest u8 x s8 pair sum {worst} <= {INT16_MAX} "
+              "(cannot saturate in the AVX2 / AVX-512 / VNNI kernels alike)")
     if args.no_verify:
         return 0
     from lighthmr_ros.onnx_backend import TOLERANCE, compare_backends

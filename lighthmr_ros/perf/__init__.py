@@ -96,17 +96,6 @@ def optimize_for_inference(model: nn.Module, device: torch.device | str = "cpu")
     return done
 
 
-def cpu_has_native(precision: str) -> bool:
-    """Whether this CPU multiplies ``precision`` ("bf16" or "fp16") in hardware, where autocast pays off.
-
-    bf16: AVX512-BF16 or AMX; fp16: AMX-FP16. Without it oneDNN emulates the format and the torch
-    path is usually slower than in fp32.
-    """
-    names = {"bf16": ("_is_avx512_bf16_supported", "_is_amx_tile_supported"), "fp16": ("_is_amx_fp16_supported",)}
-    checks = [getattr(torch.cpu, n, None) for n in names.get(precision, ())]
-    return any(bool(check()) for check in checks if check is not None)
-
-
 def keep_freed_memory(limit_mb: int = 1024) -> bool:
     """Make glibc keep freed memory (up to ``limit_mb``) for reuse instead of returning it to the OS.
 

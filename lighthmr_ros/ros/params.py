@@ -40,8 +40,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("smplx_model_dir", "", "Folder holding SMPLX_NEUTRAL.npz (needed for SMPL-X models).", CONFIGURE),
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; cuda without a GPU falls back to cpu with a warning.",
               CONFIGURE, pattern=r"auto|cpu|cuda(:\d+)?"),
-    ParamSpec("precision", "fp32", "Inference precision: fp32, fp16 or bf16 (GPU, or a CPU with native bf16: AVX512-BF16 / AMX), or int8 "
-              "(onnxruntime backend only).", CONFIGURE, choices=("fp32", "fp16", "bf16", "int8")),
+    ParamSpec("precision", "fp32", "Inference precision: fp32; auto (bf16 where the CPU multiplies bf16 natively: "
+              "AVX512-BF16 / AMX, fp16 on CUDA, fp32 otherwise); fp16 or bf16 (torch autocast); or int8 "
+              "(onnxruntime backend only).", CONFIGURE, choices=("auto", "fp32", "fp16", "bf16", "int8")),
     ParamSpec("backend", "torch", "Network runtime: torch, or onnxruntime (CPU; the fastest choice without a GPU, "
               "with precision int8 most of all).", CONFIGURE, choices=("torch", "onnxruntime")),
     ParamSpec("onnx_dir", "", "A `lighthmr export --onnx` folder for the onnxruntime backend; empty: export the "
