@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -9,26 +10,37 @@ from catkin_pkg.package import parse_package
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# import name -> rosdep key that provides it (keys ending in -pip resolve through pip)
-ROSDEP_KEYS = {
+# import name -> where it comes from on a ROS machine: a rosdep key of package.xml, or "pip:<name>" for a
+# line of requirements.txt (libraries rosdep cannot install well; see package.xml's comment).
+IMPORT_SOURCES = {
     "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "PIL": "python3-pil",
-    "scipy": "python3-scipy", "tqdm": "python3-tqdm", "torch": "python3-torch",
-    "torchvision": "python3-torchvision", "timm": "python3-timm-pip", "smplx": "python3-smplx-pip",
-    "roma": "python3-roma-pip", "anny": "python3-anny-pip", "rosbags": "python3-rosbags-pip",
-    "trimesh": "python3-trimesh-pip", "fastapi": "python3-fastapi", "uvicorn": "python3-uvicorn",
-    "multipart": "python3-multipart-pip", "python_multipart": "python3-multipart-pip",
-    "pandas": "python3-pandas", "onnx": "python3-onnx-pip", "onnxruntime": "python3-onnxruntime-pip",
-    "tensorboard": "python3-tensorboard-pip", "starlette": "python3-fastapi", "pydantic": "python3-fastapi",
-    "skimage": "python3-skimage", "matplotlib": "python3-matplotlib", "mcap_ros2": "python3-mcap-ros2-support-pip",
-    "mcap": "python3-mcap-ros2-support-pip", "httpx": "python3-httpx", "pytest": "python3-pytest",
-    "catkin_pkg": "python3-catkin-pkg", "warp": "python3-anny-pip", "pyrender": "python3-pyrender-pip",
-    "OpenGL": "python3-opengl", "cv_bridge": "cv_bridge",
+    "scipy": "python3-scipy", "tqdm": "python3-tqdm", "pytest": "python3-pytest",
+    "catkin_pkg": "python3-catkin-pkg", "cv_bridge": "cv_bridge",
+    "torch": "pip:torch", "torchvision": "pip:torchvision", "timm": "pip:timm", "smplx": "pip:smplx",
+    "roma": "pip:roma", "anny": "pip:anny", "warp": "pip:anny", "rosbags": "pip:rosbags",
+    "trimesh": "pip:trimesh", "fastapi": "pip:fastapi", "starlette": "pip:fastapi", "pydantic": "pip:fastapi",
+    "uvicorn": "pip:uvicorn", "multipart": "pip:python-multipart", "python_multipart": "pip:python-multipart",
+    "httpx": "pip:httpx", "pandas": "pip:pandas", "onnx": "pip:onnx", "onnxruntime": "pip:onnxruntime",
+    "tensorboard": "pip:tensorboard", "skimage": "pip:scikit-image", "matplotlib": "pip:matplotlib",
+    "mcap_ros2": "pip:mcap-ros2-support", "mcap": "pip:mcap-ros2-support",
+    # optional offscreen renderer of the synthetic data (never imported by the node)
+    "pyrender": "pip:pyrender", "OpenGL": "pip:pyrender",
     # ROS packages, by their own names
     "rclpy": "rclpy", "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs", "geometry_msgs": "geometry_msgs",
     "visualization_msgs": "visualization_msgs", "diagnostic_msgs": "diagnostic_msgs",
     "lifecycle_msgs": "lifecycle_msgs", "builtin_interfaces": "builtin_interfaces",
-    "rcl_interfaces": "rcl_interfaces", "launch": "launch", "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "std_srvs": "std_srvs",
+    "rcl_interfaces": "rcl_interfaces", "launch": "launch", "launch_ros": "launch_ros",
+    "ament_index_python": "ament_index_python", "std_srvs": "std_srvs",
 }
+# Imported only by tests or optional tools, never by an installed module: not dependencies of the package.
+OPTIONAL_PIP = {"pyrender", "std_srvs"}
+
+
+def requirements() -> dict[str, str]:
+    """requirements.txt as {distribution name: the whole line}."""
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    reqs = [line.split("#")[0].strip() for line in lines]
+    return {re.split(r"[<>=!~ \[;]", r)[0].lower(): r for r in reqs if r}
 
 
 def _imported_top_level_modules(paths) -> set[str]:
@@ -57,18 +69,31 @@ def test_manifest_is_valid_format3_ament_cmake():
     assert "rosidl_interface_packages" in [g.name for g in pkg.member_of_groups]
 
 
-def test_manifest_names_every_third_party_module_the_code_imports():
+def test_manifest_and_requirements_name_every_third_party_module_the_code_imports():
     pkg = _package()
     declared = {d.name for d in pkg.build_depends + pkg.buildtool_depends + pkg.exec_depends + pkg.test_depends}
-    code = [p for d in ("lighthmr_ros", "launch", "scripts") for p in (ROOT / d).rglob("*.py")
+    code = [p for d in ("lighthmr_ros", "training", "launch", "scripts") for p in (ROOT / d).rglob("*.py")
             if "node_modules" not in p.parts]
     code += [ROOT / "scripts" / "detect_node"]
-    own = {"lighthmr_ros", "tests", "fixtures_body", "conftest"}
+    own = {"lighthmr_ros", "training", "tests", "fixtures_body", "conftest"}
     third_party = _imported_top_level_modules(code) - set(sys.stdlib_module_names) - own
-    unknown = sorted(m for m in third_party if m not in ROSDEP_KEYS)
-    assert not unknown, f"add a rosdep key for these imports to ROSDEP_KEYS and package.xml: {unknown}"
-    missing = sorted({ROSDEP_KEYS[m] for m in third_party} - declared)
+    unknown = sorted(m for m in third_party if m not in IMPORT_SOURCES)
+    assert not unknown, f"say where these imports come from in IMPORT_SOURCES, package.xml/requirements.txt: {unknown}"
+    sources = {IMPORT_SOURCES[m] for m in third_party}
+    missing = sorted(s for s in sources if not s.startswith("pip:") and s not in declared)
     assert not missing, f"package.xml lacks dependencies for imported modules: {missing}"
+    pip_needed = {s[4:] for s in sources if s.startswith("pip:")} - OPTIONAL_PIP
+    missing = sorted(pip_needed - set(requirements()))
+    assert not missing, f"requirements.txt lacks: {missing}"
+
+
+def test_requirements_keep_numpy_1_and_match_setup_py():
+    reqs = requirements()
+    assert reqs["numpy"] == "numpy<2"  # apt's cv_bridge is built against NumPy 1.x
+    setup = (ROOT / "setup.py").read_text()
+    for name, line in reqs.items():
+        if name != "numpy":
+            assert f'"{line}"' in setup, f"requirements.txt {line!r} differs from setup.py"
 
 
 def test_cmake_generates_every_message_and_installs_the_python_parts():
