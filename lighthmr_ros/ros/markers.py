@@ -6,7 +6,6 @@ silhouette. Every array starts with DELETEALL so people who left vanish at once.
 """
 from __future__ import annotations
 
-import colorsys
 import math
 from typing import Sequence
 
@@ -15,18 +14,13 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lighthmr_ros.human import Human
+from lighthmr_ros.overlay import track_color
 from lighthmr_ros.ros.cdr import serialize
 from lighthmr_ros.ros.messages import points_from_array
 
 MESH_ALPHA = 0.85
 SKELETON_WIDTH_M = 0.02
 LABEL_HEIGHT_M = 0.12
-
-
-def track_color(track_id: int) -> tuple[float, float, float]:
-    """A distinct, stable RGB colour per track id (golden-ratio hue steps)."""
-    hue = (0.13 + 0.61803398875 * int(track_id)) % 1.0
-    return colorsys.hsv_to_rgb(hue, 0.65, 0.95)
 
 
 def decimate_mesh(vertices: np.ndarray, faces: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,12 +26,12 @@ from visualization_msgs.msg import MarkerArray
 
 from lighthmr_ros.errors import ImageError, LightHMRError
 from lighthmr_ros.msg import HumanMeshArray, MeshTopology
+from lighthmr_ros.overlay import render_overlay
 from lighthmr_ros.ros.diagnostics import Stats
 from lighthmr_ros.ros.image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
 from lighthmr_ros.ros.intrinsics import k_from_camera_info
 from lighthmr_ros.ros.markers import humans_to_markers_cdr
 from lighthmr_ros.ros.messages import humans_to_msg, topology_msg
-from lighthmr_ros.ros.overlay import draw_overlay
 from lighthmr_ros.ros.params import Settings, declare_all, read_settings
 from lighthmr_ros.ros.tracking import Tracker
 
@@ -285,7 +285,8 @@ class DetectNode(LifecycleNode):
             markers_pub.publish(humans_to_markers_cdr(  # serialised bytes: no Python object per point
                 humans, header, self.predictor.faces, self.predictor.joint_parents, s.marker_decimation))
         if want_debug:
-            debug_pub.publish(rgb_to_image_msg(draw_overlay(rgb, humans, k, self.predictor.joint_parents), header))
+            drawn = render_overlay(rgb, humans, k, joint_parents=self.predictor.joint_parents, alpha=0.6, mesh="points")
+            debug_pub.publish(rgb_to_image_msg(drawn, header))
         self.stats.frame_done(latency, len(humans), k_source)
 
     # -- diagnostics ----------------------------------------------------------------------------
