@@ -12,7 +12,7 @@ from lighthmr_ros.model import count_parameters, get_config, list_models, print_
 from lighthmr_ros.model.camera import CameraEmbedding, default_K, project, token_centres, unproject
 from lighthmr_ros.model.heads import nms, pick_peaks
 from lighthmr_ros.model.hph import rot6d_to_rotmat, rotmat_to_rot6d
-from lighthmr_ros.model.params import count_config
+from lighthmr_ros.model.param_counts import count_config
 
 
 def test_registry():
