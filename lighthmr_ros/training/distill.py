@@ -7,8 +7,9 @@ What the student learns from the teacher (all optional by weight):
     log-distance, root-relative 3-D joints and 2-D joints. Persons are the ground-truth ones and,
     with ``teacher_locations``, also the teacher's own detections in cells no GT person holds
     (pseudo-labels for people the annotation misses);
-  - optionally token features: student tokens through a learned linear projector against the
-    teacher's tokens resampled to the student grid (cosine distance).
+  - optionally token features: student tokens through a learned linear projector (applied once, in
+    ``train.TrainModule`` so that DDP sees it) against the teacher's tokens resampled to the student
+    grid (cosine distance).
 The total is ``gt_weight * L_gt + teacher_weight * L_teacher`` (Multi-HMR's students used 0.7 / 0.3).
 
 The teacher sees the same (augmented) image, resized to its own input size; K scales with it
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lighthmr_ros.errors import ConfigError
 from lighthmr_ros.training.losses import LossWeights, root_relative
 
 log = logging.getLogger(__name__)
@@ -284,10 +286,19 @@ class Distiller(nn.Module):
                 err = ((out["joints_2d"][:, jm].float() - t["joints_2d"][:, jt]) / size).abs().sum(-1).clamp(max=1.0)
                 losses["kd_joints_2d"] = w.joints_2d * err.mean()
         if self.projector is not None and "tokens" in t:
-            proj = self.projector(out["tokens"].float())
-            cos = F.cosine_similarity(proj, t["tokens"].float(), dim=-1)
-            losses["kd_features"] = self.cfg.feature_weight * (1 - cos).mean()
+            losses["kd_features"] = self.cfg.feature_weight * feature_loss(out["tokens"], t["tokens"])
         return losses
+
+
+def feature_loss(projected: torch.Tensor, teacher_tokens: torch.Tensor) -> torch.Tensor:
+    """Mean cosine distance between student tokens ALREADY projected to the teacher's width and the
+    teacher's tokens. The projection happens once, in ``TrainModule.forward`` (so DDP sees the projector
+    used); a width mismatch here means someone projected twice or not at all."""
+    if projected.shape[-1] != teacher_tokens.shape[-1]:
+        raise ConfigError(f"student tokens are {projected.shape[-1]} wide but the teacher's are "
+                          f"{teacher_tokens.shape[-1]}: the feature projector must run exactly once (TrainModule)")
+    cos = F.cosine_similarity(projected.float(), teacher_tokens.float(), dim=-1)
+    return (1 - cos).mean()
 
 
 def _name_map(student_names, teacher_names) -> tuple[list[int], list[int]]:
@@ -296,4 +307,4 @@ def _name_map(student_names, teacher_names) -> tuple[list[int], list[int]]:
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
-__all__ = ["TeacherConfig", "Distiller", "TeacherCache", "load_teacher", "resample_scores", "resample_tokens", "scale_K"]
+__all__ = ["TeacherConfig", "Distiller", "TeacherCache", "feature_loss", "load_teacher", "resample_scores", "resample_tokens", "scale_K"]
