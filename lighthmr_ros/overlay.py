@@ -70,7 +70,8 @@ def render_overlay(
     return out
 
 
-def _draw_shaded(out: np.ndarray, meshes: Sequence[Human], K: np.ndarray, faces: np.ndarray, alpha: float) -> None:
+def _draw_shaded(out: np.ndarray, meshes: Sequence[Human], K: np.ndarray, faces: np.ndarray,
+                 alpha: float) -> None:
     """Rasterise all people at once (one z-buffer) and blend the shaded colours into ``out``."""
     import torch
 

@@ -76,12 +76,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _node(args: argparse.Namespace, progress) -> dict:
     try:
-        from lighthmr_ros.perf.node_latency import format_node_latency, measure_node_latency
+        from lighthmr_ros.ros.latency_bench import NodeLatencyOptions, format_node_latency, measure_node_latency
     except ImportError as exc:
         from lighthmr_ros.errors import ConfigError
 
         raise ConfigError(f"--node needs ROS 2 (rclpy) and the built messages ({exc}); run `make test` once to set them up") from exc
-    r = measure_node_latency(frames=args.node_frames, image_size=args.sizes[0], persons=args.persons, threads=args.threads,
-                             progress=progress)
+    options = NodeLatencyOptions(frames=args.node_frames, image_size=args.sizes[0], persons=args.persons,
+                                 threads=args.threads)
+    r = measure_node_latency(options, progress=progress)
     print(format_node_latency(r))
     return r

@@ -79,8 +79,8 @@ def print_param_counts(names: list[str] | None = None, body_model: str = "smplx"
     """
     out = file or sys.stdout
     results = {}
-    print(f"{'model':<26}{'encoder':>10}{'heads':>10}{'hph':>10}{'total':>10}  (millions of learned parameters)",
-          file=out)
+    header = f"{'model':<26}{'encoder':>10}{'heads':>10}{'hph':>10}{'total':>10}"
+    print(header + "  (millions of learned parameters)", file=out)
     for name in names or list_models():
         c = count_config(name, body_model=body_model, smplx_model_dir=smplx_model_dir)
         results[name] = c
