@@ -39,7 +39,8 @@ class OneEuroParams:
 
     def __post_init__(self) -> None:
         values = (self.min_cutoff, self.beta, self.d_cutoff)
-        if not all(math.isfinite(v) for v in values) or self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0:
+        finite = all(math.isfinite(v) for v in values)
+        if not finite or self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0:
             raise ConfigError(f"One-Euro parameters need min_cutoff > 0, d_cutoff > 0 and beta >= 0, got "
                               f"min_cutoff={self.min_cutoff}, beta={self.beta}, d_cutoff={self.d_cutoff}.")
 
@@ -86,7 +87,8 @@ def _euro_vector(x: np.ndarray, prev: np.ndarray, prev_speed: np.ndarray, dt: fl
     return prev + smoothing_factor(dt, cutoff) * (x - prev), speed_hat
 
 
-def _euro_rotations(rot: torch.Tensor, prev: torch.Tensor, prev_speed: np.ndarray, dt: float, p: OneEuroParams):
+def _euro_rotations(rot: torch.Tensor, prev: torch.Tensor, prev_speed: np.ndarray, dt: float,
+                    p: OneEuroParams):
     """One One-Euro step per rotation (J, 3, 3), on the rotation group: slerp from prev toward rot."""
     delta = roma.rotmat_to_rotvec(prev.transpose(-1, -2) @ rot)  # relative rotation, tangent at prev
     speed = delta.norm(dim=-1).numpy() / dt
@@ -149,7 +151,8 @@ class Smoother:
         )
 
 
-def rebuild_meshes(humans: Sequence[Human], body, K: np.ndarray, pelvis_index: int | None = None) -> list[Human]:
+def rebuild_meshes(humans: Sequence[Human], body, K: np.ndarray,
+                   pelvis_index: int | None = None) -> list[Human]:
     """Joints, 2D joints and vertices recomputed from each Human's (filtered) pose, shape and translation.
 
     body: a lighthmr_ros BodyModel (canonical frame, global orientation about the pelvis). The
@@ -159,8 +162,8 @@ def rebuild_meshes(humans: Sequence[Human], body, K: np.ndarray, pelvis_index: i
         return []
     pelvis = body.spec.pelvis_index if pelvis_index is None else pelvis_index
     dev = next(iter(body.buffers()), torch.zeros(0)).device
-    rot = torch.stack([roma.rotvec_to_rotmat(torch.as_tensor(np.asarray(h.pose, dtype=np.float32)).view(-1, 3))
-                       for h in humans]).to(dev)
+    pose = np.stack([np.asarray(h.pose, dtype=np.float32).reshape(-1, 3) for h in humans])
+    rot = roma.rotvec_to_rotmat(torch.from_numpy(pose)).to(dev)
     shape = torch.as_tensor(np.stack([np.asarray(h.shape, dtype=np.float32) for h in humans])).to(dev)
     expr = None
     if body.spec.num_expression:
@@ -272,4 +275,5 @@ def measure(params: SmoothingParams | None = None, **walk) -> tuple[SmoothingFig
         out_t.append(f.translation)
         out_p.append(f.pose)
     dt = float(stamps[1] - stamps[0])
-    return figures(noisy_t, noisy_p, trans, pose, dt), figures(np.stack(out_t), np.stack(out_p), trans, pose, dt)
+    raw = figures(noisy_t, noisy_p, trans, pose, dt)
+    return raw, figures(np.stack(out_t), np.stack(out_p), trans, pose, dt)
