@@ -31,6 +31,7 @@ import copy
 import functools
 import logging
 import threading
+import warnings
 
 import torch
 
@@ -150,3 +151,101 @@ class AnnyBody(BodyModel):
             vertices = (vertices - pelvis) @ root + pelvis
             joints = (joints - pelvis) @ root + pelvis
         return BodyOutput(vertices=vertices, joints=joints)
+
+
+# --------------------------------------------------------------------------- the teacher's full rig
+FULLBODY_BONES = 163
+FULLBODY_VERTICES = 19158
+
+
+@functools.lru_cache(maxsize=1)
+def _load_fullbody_core():
+    """Upstream Multi-HMR-Anny's body: the legacy full MakeHuman rig (163 bones, eyes and tongue kept),
+    unattached vertices kept (19,158), all 11 phenotypes, dense LBS. One per process; callers copy it."""
+    try:
+        import anny
+    except ImportError as exc:
+        raise BodyModelError("The Anny body model needs the 'anny' package: pip install 'anny>=0.6'.") from exc
+    log.info("loading Anny's full-body rig (the first run on a machine builds a cache, about a minute)")
+    try:
+        with torch.inference_mode(False), warnings.catch_warnings():
+            # Deprecated in anny 0.6 but kept: it is the exact call the official checkpoint was trained with.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            core = anny.create_fullbody_model(remove_unattached_vertices=False, all_phenotypes=True)
+            core = core.to(torch.float32)
+            core.set_skinning_method("lbs")
+    except Exception as exc:
+        raise BodyModelError(f"Anny's full-body rig could not be built ({type(exc).__name__}: {exc}); "
+                             "delete ~/.cache/anny (or $ANNY_CACHE_DIR) and retry.") from exc
+    core.requires_grad_(False)
+    bones, verts = len(core.bone_labels), int(core.template_vertices.shape[0])
+    if (bones, verts) != (FULLBODY_BONES, FULLBODY_VERTICES) or tuple(core.phenotype_labels[:6]) != PHENOTYPES:
+        raise BodyModelError(f"anny {getattr(anny, '__version__', '?')} builds a full body of {bones} bones and "
+                             f"{verts} vertices, the Multi-HMR-Anny teacher needs {FULLBODY_BONES} and "
+                             f"{FULLBODY_VERTICES}; install anny 0.6.x.")
+    return core
+
+
+def quads_to_triangles(faces: torch.Tensor) -> torch.Tensor:
+    """(F, 4) quads -> (2F, 3) triangles (a, b, c), (a, c, d); triangles pass through."""
+    if faces.shape[-1] == 3:
+        return faces.long()
+    return torch.cat([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]]).long()
+
+
+class AnnyFullBody(BodyModel):
+    """The Multi-HMR-Anny teacher's body: Anny's full rig, upstream's settings, upstream's frame.
+
+    - Pose: (B, 163, 3, 3) rotations in Anny's ``local-bone`` parameterisation (each bone relative to
+      its parent, in its own rest axes; the root's rest orientation is the identity). Unlike AnnyBody
+      nothing is converted: the output stays in Anny's frame (z up) turned by the root rotation, and
+      the teacher's root rotation (starting at pi/2 about x) is what takes it to the camera frame.
+    - Shape (S=6): gender, age, muscle, weight, height, proportions in [0, 1]; cupsize, firmness and
+      the three race weights stay at Anny's default 0.5, as upstream leaves them.
+    - Output joints (K=163): bone heads; pelvis = ``root`` (0), head = ``head`` (103).
+    - Faces: Anny's 13,710 quads split into 27,420 triangles.
+    The 8 phenotype interpolation anchors are this module's only state (``anchors.*``, as in the
+    official state_dict, whose fp16-rounded values must be used to reproduce its outputs).
+    """
+
+    def __init__(self):
+        super().__init__()
+        with _lock, torch.inference_mode(False):
+            core = copy.deepcopy(_load_fullbody_core())
+        # Anny reads self.anchors; keep that one BufferDict registered here only, so its buffers
+        # are saved as ``anchors.*`` (upstream's ``body_model.anchors.*``) and move with .to().
+        anchors = core._modules.pop("anchors")
+        object.__setattr__(core, "anchors", anchors)
+        self.anny = core
+        self.anchors = anchors
+        labels = list(core.bone_labels)
+        parents = tuple(int(p) if i else -1 for i, p in enumerate(core.bone_parents))
+        self.spec = BodySpec(
+            name="anny_fullbody", num_pose_joints=len(labels), num_shape=len(PHENOTYPES), num_expression=0,
+            num_vertices=int(core.template_vertices.shape[0]), joint_names=tuple(labels), joint_parents=parents,
+            pelvis_index=0, head_index=labels.index("head"), pose_joint_names=tuple(labels),
+        )
+        self.register_buffer("faces", quads_to_triangles(core.faces.detach().clone()), persistent=False)
+
+    @property
+    def phenotype_names(self) -> tuple[str, ...]:
+        return PHENOTYPES
+
+    def mean_shape(self) -> torch.Tensor:
+        return torch.full((self.spec.num_shape,), 0.5, device=self.faces.device)
+
+    def forward(self, rotmats: torch.Tensor, shape: torch.Tensor, expression: torch.Tensor | None = None) -> BodyOutput:
+        rotmats, shape, _ = self._check_inputs(rotmats, shape, expression)
+        batch = rotmats.shape[0]
+        if batch == 0:
+            return BodyOutput(rotmats.new_zeros(0, self.spec.num_vertices, 3), rotmats.new_zeros(0, self.spec.num_joints, 3))
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            _unpoison_roma_cache(rotmats.device)
+        with self._full_precision(rotmats.device):
+            dtype = self.anny.template_vertices.dtype
+            pose = torch.zeros(batch, self.spec.num_pose_joints, 4, 4, dtype=dtype, device=rotmats.device)
+            pose[..., :3, :3] = rotmats.to(dtype)
+            pose[..., 3, 3] = 1.0
+            phenotypes = {name: shape[:, i].to(dtype) for i, name in enumerate(PHENOTYPES)}
+            out = self.anny(pose_parameters=pose, phenotype_kwargs=phenotypes)
+        return BodyOutput(vertices=out["vertices"], joints=out["bone_poses"][..., :3, 3])

@@ -14,7 +14,7 @@ from lighthmr_ros.errors import ConfigError
 @dataclass
 class ModelConfig:
     name: str
-    family: str  # "lighthmr" (student) or "multihmr" (teacher, official layout)
+    family: str  # "lighthmr" (student), "multihmr" (SMPL-X teacher) or "multihmr_anny" (Anny teacher)
     encoder: str  # timm TinyViT name or a dinov2_vit*14 name
     image_size: int  # network input side S (square)
     token_stride: int  # pixels per token cell
@@ -71,6 +71,28 @@ def _teacher(name: str, encoder: str, image_size: int = 896) -> ModelConfig:
     )
 
 
+def _anny_teacher(name: str, encoder: str, image_size: int) -> ModelConfig:
+    """Multi-HMR-Anny (upstream multi_hmr_anny): its constructor defaults; official files bring their own
+    sizes (lighthmr_ros.model.checkpoint reads them from the weights and ``args``)."""
+    return ModelConfig(
+        name=name,
+        family="multihmr_anny",
+        encoder=encoder,
+        image_size=image_size,
+        token_stride=14,
+        hph_dim=512,
+        hph_depth=8,
+        hph_heads=16,
+        hph_dim_head=32,
+        hph_mlp_dim=2048,
+        clip_dist=None,  # dist = focal / exp(y): no clamp upstream
+        body_model="anny_fullbody",
+        num_betas=11,  # phenotype outputs; the first 6 drive the body
+        num_expression=0,
+        person_center="head",
+    )
+
+
 _REGISTRY: dict[str, ModelConfig] = {
     # Student: TinyViT-5M, stride-16 tokens (28x28 at 448 px), HPH 384 wide, 16 heads of 24.
     "lighthmr_tinyvit5m": ModelConfig(
@@ -103,6 +125,10 @@ _REGISTRY: dict[str, ModelConfig] = {
     "multihmr_vits14": _teacher("multihmr_vits14", "dinov2_vits14", 448),
     "multihmr_vitb14": _teacher("multihmr_vitb14", "dinov2_vitb14", 896),
     "multihmr_vitl14": _teacher("multihmr_vitl14", "dinov2_vitl14", 896),
+    # The Anny teacher (the official multiHMR_672_L_anny is ViT-L at 672 px).
+    "multihmr_anny_vits14": _anny_teacher("multihmr_anny_vits14", "dinov2_vits14", 448),
+    "multihmr_anny_vitb14": _anny_teacher("multihmr_anny_vitb14", "dinov2_vitb14", 672),
+    "multihmr_anny_vitl14": _anny_teacher("multihmr_anny_vitl14", "dinov2_vitl14", 672),
 }
 
 
