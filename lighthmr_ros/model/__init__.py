@@ -38,9 +38,10 @@ def create_model(
 ) -> HMRModel:
     """Build a named (or given) configuration with random weights.
 
-    ``body_model``: a name ("anny", "smplx") or a BodyModel instance for the student (teachers
-    always use SMPL-X from ``smplx_model_dir``). ``mean_params``: Multi-HMR's smpl_mean_params.npz
-    for the teacher's decoder start values (optional).
+    ``body_model``: a name ("anny", "smplx") or a BodyModel instance for the student (the v1
+    teachers always use SMPL-X from ``smplx_model_dir``; the Anny teachers, ``multihmr_anny_*``, Anny's
+    full rig, which an AnnyFullBody instance may share). ``mean_params``: Multi-HMR's
+    smpl_mean_params.npz for the v1 teacher's decoder start values (optional).
     """
     if isinstance(name_or_config, ModelConfig):
         config = name_or_config
@@ -52,6 +53,10 @@ def create_model(
         from lighthmr_ros.model.multihmr import build_multihmr
 
         return build_multihmr(config, smplx_model_dir=smplx_model_dir, mean_params=mean_params)
+    if config.family == "multihmr_anny":
+        from lighthmr_ros.model.multihmr_anny import build_multihmr_anny
+
+        return build_multihmr_anny(config, body_model if isinstance(body_model, nn.Module) else None)
     if config.family != "lighthmr":
         raise ConfigError(f"unknown model family {config.family!r}")
     from lighthmr_ros.model.lighthmr import build_lighthmr
