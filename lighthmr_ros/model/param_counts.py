@@ -48,6 +48,10 @@ def learned_parts(config: ModelConfig, num_joints: int, num_shape: int, num_expr
 
 def count_parameters(model: HMRModel) -> dict[str, int]:
     """Learned parameters per part (body-model tensors excluded: they are fixed data, not weights)."""
+    if model.config.family == "multihmr_anny":  # its own module layout (upstream's key names)
+        from lighthmr_ros.model.multihmr_anny import count_anny_teacher
+
+        return count_anny_teacher(model)
     return _count({
         "encoder": model.backbone,
         "detection_heads": nn.ModuleList([model.mlp_classif, model.mlp_offset]),
@@ -59,6 +63,10 @@ def count_config(name: str | ModelConfig, body_model: str = "smplx",
                  smplx_model_dir: str | Path | None = None) -> dict[str, int]:
     """Learned parameters per part of a named config with ``body_model``'s head, without building it."""
     config = name if isinstance(name, ModelConfig) else get_config(name)
+    if config.family == "multihmr_anny":
+        from lighthmr_ros.model.multihmr_anny import count_anny_teacher
+
+        return count_anny_teacher(config)
     if config.family == "multihmr" or body_model == "smplx":
         sizes = (SMPLX_SIZES[0], config.num_betas, config.num_expression)
     else:
