@@ -10,8 +10,8 @@ import roma
 import torch
 
 from lighthmr_ros.errors import DatasetError
-from lighthmr_ros.synth import SceneGenerator, SynthConfig, list_scenes, load_scene, read_meta
-from lighthmr_ros.synth.format import write_meta, write_scene
+from lighthmr_ros.synth import SceneGenerator, SynthConfig, list_scenes, load_scene, read_depth, read_meta
+from lighthmr_ros.synth.format import depth_to_millimetres, write_meta, write_scene
 from lighthmr_ros.synth.poses import LIMITS, PoseSampler, sample_phenotype
 from lighthmr_ros.synth.raster import project, rasterize, vertex_normals
 
@@ -102,7 +102,8 @@ def scene_dir(tmp_path_factory, anny_body):
     gen = SceneGenerator(SynthConfig(width=192, height=160, min_people=2, max_people=4), body=anny_body)
     write_meta(out, gen.meta(seed=7, count=3))
     for index in range(3):
-        write_scene(out, index, *gen.render(7, index))
+        scene = gen.render(7, index)
+        write_scene(out, index, scene.image, scene.mask, scene.annotation, depth=scene.depth)
     return out, gen
 
 
@@ -153,15 +154,65 @@ def test_scene_files_and_annotations(scene_dir, anny_body):
 @pytest.mark.slow
 def test_scenes_are_deterministic(scene_dir):
     out, gen = scene_dir
-    image, mask, ann = gen.render(7, 1)
+    scene = gen.render(7, 1)
+    mask, ann = scene.mask, scene.annotation
     stored = load_scene(out / "000001.npz", with_image=True)
     np.testing.assert_array_equal(ann["rotmats"], stored["rotmats"])
     np.testing.assert_array_equal(ann["joints_2d"], stored["joints_2d"])
     from PIL import Image
 
     np.testing.assert_array_equal(mask, np.asarray(Image.open(stored["mask_path"])))
-    other = gen.render(8, 1)[2]
+    other = gen.render(8, 1).annotation
     assert other["rotmats"].shape != ann["rotmats"].shape or not np.allclose(other["rotmats"], ann["rotmats"])
+
+
+def test_depth_map_is_the_true_depth_of_people_and_room(anny_body):
+    """Back-projected depth pixels lie on the people's meshes, on the floor or on the back wall."""
+    gen = SceneGenerator(SynthConfig(width=160, height=128, min_people=2, max_people=3, with_vertices=True),
+                         body=anny_body)
+    rooms = 0
+    for seed, index in [(7, 0), (11, 2), (7, 1)]:
+        scene = gen.render(seed, index)
+        ann, depth = scene.annotation, scene.depth
+        assert depth.shape == (128, 160) and depth.dtype == np.float32 and (depth >= 0).all()
+        K = ann["K"].astype(np.float64)
+        v, u = np.nonzero(depth > 0)
+        rays = np.stack([u + 0.5, v + 0.5, np.ones_like(u, dtype=float)], 1) @ np.linalg.inv(K).T
+        points = rays * depth[v, u, None]
+        people = scene.mask[v, u] > 0
+        verts = ann["vertices"].astype(np.float64)
+        for p in range(len(verts)):
+            mine = scene.mask[v, u] == p + 1
+            near = np.min(np.linalg.norm(points[mine][::7, None] - verts[p][None, ::3], axis=-1), axis=1)
+            assert np.median(near) < 0.03, (seed, index, p)
+        if (~people).any():
+            rooms += 1
+            world = points[~people] @ ann["R_world_to_camera"].astype(np.float64) + ann["camera_center"]
+            on_floor = np.abs(world[:, 1]) < 0.01
+            wall_z = np.median(world[~on_floor, 2]) if (~on_floor).any() else 0.0
+            on_wall = np.abs(world[:, 2] - wall_z) < 0.01
+            assert (on_floor | on_wall).mean() > 0.99
+        else:  # a photo backdrop has no depth
+            assert (depth[scene.mask == 0] == 0).all()
+    assert rooms >= 1
+
+
+def test_depth_files_are_16_bit_millimetres(tmp_path):
+    depth = np.array([[0.0, 1.2344], [70.0, np.nan]])
+    np.testing.assert_array_equal(depth_to_millimetres(depth), [[0, 1234], [0, 0]])
+    write_meta(tmp_path, {"body_model": "anny"})
+    ann = {"K": np.eye(3, dtype=np.float32), "body_model": "anny", "style": np.zeros(0, str)}
+    path = write_scene(tmp_path, 4, np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8), ann, depth=depth)
+    scene = load_scene(path)
+    assert scene["depth_path"].name == "000004_depth.png"
+    stored = read_depth(scene["depth_path"])
+    assert stored.dtype == np.uint16
+    np.testing.assert_array_equal(stored, [[0, 1234], [0, 0]])
+    with pytest.raises(DatasetError, match="does not match the image size"):
+        write_scene(tmp_path, 5, np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8), ann,
+                    depth=np.zeros((3, 3)))
+    with pytest.raises(DatasetError, match="regenerate"):
+        read_depth(tmp_path / "none.png")
 
 
 def test_load_scene_errors(tmp_path):
@@ -182,6 +233,8 @@ def test_synth_command(tmp_path, capsys):
                  "--quiet"]) == 0
     assert "wrote 2 scenes" in capsys.readouterr().out
     assert len(list_scenes(out)) == 2 and read_meta(out)["seed"] == 3
+    first = load_scene(list_scenes(out)[0])
+    assert read_depth(first["depth_path"]).shape == (80, 96)  # every scene comes with its depth map
     assert main(["synth", "--out", str(out), "--n", "0"]) == 2
     assert "--n must be at least 1" in capsys.readouterr().err
 
@@ -202,8 +255,9 @@ def test_parallel_workers_write_the_same_scenes(tmp_path):
 
 def test_scene_without_people_is_valid(tmp_path, anny_body):
     gen = SceneGenerator(SynthConfig(width=48, height=40, max_people=1, min_visible=1.01), body=anny_body)
-    image, mask, ann = gen.render(0, 0)
-    assert image.shape == (40, 48, 3) and mask.max() == 0
+    rendered = gen.render(0, 0)
+    assert rendered.image.shape == (40, 48, 3) and rendered.mask.max() == 0
     write_meta(tmp_path, gen.meta(0, 1))
-    scene = load_scene(write_scene(tmp_path, 0, image, mask, ann))
+    scene = load_scene(write_scene(tmp_path, 0, rendered.image, rendered.mask, rendered.annotation))
+    assert scene["depth_path"] is None  # written without a depth map (as folders made before depth maps)
     assert scene["rotmats"].shape == (0, 36, 3, 3) and scene["joints_2d"].shape == (0, 104, 2) and scene["style"] == []

@@ -120,8 +120,10 @@ def _sample_tiled(tex: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.
 
 
 def room_background(rng: np.random.Generator, width: int, height: int, K: np.ndarray, R_wc: np.ndarray,
-                    cam_center: np.ndarray, people_ground: list[tuple[float, float]] | None = None) -> torch.Tensor:
-    """Floor (y = 0) and back wall (z = wall distance) seen by the camera: (H, W, 3) in [0, 1].
+                    cam_center: np.ndarray, people_ground: list[tuple[float, float]] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Floor (y = 0) and back wall (z = wall distance) seen by the camera: rgb (H, W, 3) in [0, 1]
+    and depth (H, W) in metres along the optical axis (0 where the sky shows: nothing to measure).
 
     R_wc maps world to camera axes; the camera sits at cam_center (world, y up). Soft contact
     shadows darken the floor under the people standing at people_ground (x, z) positions.
@@ -151,4 +153,7 @@ def room_background(rng: np.random.Generator, width: int, height: int, K: np.nda
         shade = shade * torch.where(on_floor, 1 - 0.45 * torch.exp(-d2 / (2 * 0.28**2)), torch.ones_like(d2))
     fog = torch.exp(-torch.minimum(t_floor, t_wall).clamp(max=60) / rng.uniform(25, 80))[..., None]
     out = out * shade[..., None].float() * fog.float() + (1 - fog.float()) * 0.7
-    return out.clamp(0, 1).float()
+    # rays_c has unit z, so the ray parameter t of a hit is its depth along the optical axis
+    nearest = torch.minimum(t_floor, t_wall)
+    depth = torch.where(nearest < 1e9, nearest, torch.zeros_like(nearest))
+    return out.clamp(0, 1).float(), depth.float()

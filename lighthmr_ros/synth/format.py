@@ -1,9 +1,12 @@
 """On-disk format of synthetic scenes (``lighthmr synth``), with its writer and reader.
 
-A scene folder holds ``meta.json`` and, per scene i, three files named by the 6-digit index:
+A scene folder holds ``meta.json`` and, per scene i, four files named by the 6-digit index:
 
 - ``000123.jpg``: the RGB image (width x height, JPEG quality 95).
 - ``000123_mask.png``: uint8 person-index map (0 = background, p + 1 = person p as seen).
+- ``000123_depth.png``: the true depth map aligned with the image, 16-bit millimetres along the
+  optical axis like an RGB-D camera's 16UC1 image (0 = nothing to measure: a photo backdrop, the
+  sky, or beyond 65.5 m). Folders written before depth maps existed lack it (``depth_path`` None).
 - ``000123.npz``: the annotation, numpy arrays; P people, J pose rotations, S shape values,
   K output joints (see meta.json for the names), all 3D values in the camera optical frame
   (x right, y down, z forward, metres):
@@ -11,7 +14,7 @@ A scene folder holds ``meta.json`` and, per scene i, three files named by the 6-
   ===================  ================  =====================================================
   key                  shape / dtype     meaning
   ===================  ================  =====================================================
-  image, mask          str               file names of the image and of the person-index map
+  image, mask, depth   str               file names of the image, person-index map, depth map
   K                    (3, 3) f32        intrinsics (pixels)
   width, height        () i64            image size
   fov_deg              () f32            field of view over the larger image side
@@ -80,16 +83,33 @@ def read_meta(root: str | Path) -> dict:
     return meta
 
 
-def write_scene(root: Path, index: int, image: np.ndarray, mask: np.ndarray, annotation: dict) -> Path:
-    """Write one scene (image HxWx3 uint8, mask HxW uint8, annotation arrays); returns the npz path."""
+def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
+    """Depth in metres -> uint16 millimetres, 0 where unknown, not positive or beyond 65.535 m."""
+    depth = np.asarray(depth_m, dtype=np.float64)
+    mm = np.where(np.isfinite(depth) & (depth > 0), np.round(depth * 1000.0), 0.0)
+    return np.where(mm <= 65535, mm, 0).astype(np.uint16)
+
+
+def write_scene(root: Path, index: int, image: np.ndarray, mask: np.ndarray, annotation: dict,
+                depth: np.ndarray | None = None) -> Path:
+    """Write one scene (image HxWx3 uint8, mask HxW uint8, annotation arrays, depth HxW metres or None).
+
+    Returns the npz path.
+    """
     from PIL import Image
 
     stem = scene_stem(index)
     Image.fromarray(image).save(root / f"{stem}.jpg", quality=95)
     Image.fromarray(mask).save(root / f"{stem}_mask.png")
+    names = {"image": f"{stem}.jpg", "mask": f"{stem}_mask.png"}
+    if depth is not None:
+        if np.shape(depth) != np.shape(mask):
+            raise DatasetError(f"depth map {np.shape(depth)} does not match the image size {np.shape(mask)}.")
+        Image.fromarray(depth_to_millimetres(depth)).save(root / f"{stem}_depth.png")
+        names["depth"] = f"{stem}_depth.png"
     path = root / f"{stem}.npz"
     tmp = root / f".{stem}.tmp.npz"
-    np.savez_compressed(tmp, image=f"{stem}.jpg", mask=f"{stem}_mask.png", **annotation)
+    np.savez_compressed(tmp, **names, **annotation)
     tmp.replace(path)
     return path
 
@@ -104,8 +124,9 @@ def list_scenes(root: str | Path) -> list[Path]:
 def load_scene(path: str | Path, with_image: bool = False) -> dict:
     """Read one scene's annotation (path of its .npz, its .jpg or its stem) as a dict of arrays.
 
-    Adds ``image_path`` and ``mask_path`` (absolute) and, with ``with_image``, ``image_rgb``
-    (HxWx3 uint8). String fields come back as Python str (``style`` as a list).
+    Adds ``image_path``, ``mask_path`` and ``depth_path`` (absolute; None without a depth map)
+    and, with ``with_image``, ``image_rgb`` (HxWx3 uint8). String fields come back as Python str
+    (``style`` as a list). Read the depth map with ``read_depth``.
     """
     path = Path(path)
     npz = path.with_suffix(".npz") if path.suffix in (".jpg", ".png", "") else path
@@ -114,11 +135,13 @@ def load_scene(path: str | Path, with_image: bool = False) -> dict:
             scene = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{npz} is not a readable synthetic-scene annotation: regenerate it with `lighthmr synth`.") from exc
-    for key in ("image", "mask", "body_model"):
-        scene[key] = str(scene[key])
+    for key in ("image", "mask", "depth", "body_model"):
+        if key in scene:
+            scene[key] = str(scene[key])
     scene["style"] = [str(s) for s in scene.get("style", [])]
     scene["image_path"] = npz.parent / scene["image"]
     scene["mask_path"] = npz.parent / scene["mask"]
+    scene["depth_path"] = npz.parent / scene["depth"] if "depth" in scene else None
     if with_image:
         from PIL import Image
 
@@ -127,3 +150,16 @@ def load_scene(path: str | Path, with_image: bool = False) -> dict:
         except OSError as exc:
             raise DatasetError(f"{scene['image_path']} is missing or unreadable: regenerate the scene.") from exc
     return scene
+
+
+def read_depth(path: str | Path) -> np.ndarray:
+    """A scene's 16-bit millimetre depth map (``depth_path``) as uint16 (H, W), as an RGB-D camera sends it."""
+    from PIL import Image
+
+    try:
+        depth = np.asarray(Image.open(path))
+    except OSError as exc:
+        raise DatasetError(f"{path} is missing or unreadable: regenerate the scene with `lighthmr synth`.") from exc
+    if depth.ndim != 2 or depth.dtype not in (np.uint16, np.int32):
+        raise DatasetError(f"{path} is not a 16-bit depth map (got {depth.dtype}, shape {depth.shape}).")
+    return depth.astype(np.uint16)

@@ -124,8 +124,92 @@ def _rot_y(angle: float) -> np.ndarray:
 # ------------------------------------------------------------------ scenes
 
 
+@dataclass
+class Camera:
+    """A scene's pinhole camera: K (3, 3), field of view, height above the floor, tilt, roll, pose."""
+
+    K: np.ndarray
+    fov: float
+    focal: float
+    camera_height: float
+    pitch: float
+    roll: float
+    R_wc: np.ndarray  # world -> camera axes
+    center: np.ndarray  # camera centre in the world (y up)
+    width: int
+    height: int
+
+
+@dataclass
+class People:
+    """Sampled bodies before placement: phenotypes, rotations, styles, world vertices and joints at the origin."""
+
+    shapes: np.ndarray
+    rot_w: torch.Tensor
+    styles: list[str]
+    verts_w: np.ndarray
+    joints_w: np.ndarray
+
+
+@dataclass
+class Placement:
+    person: int
+    offset: np.ndarray  # world translation of the body
+    angle: float  # bearing from the camera (rad)
+    distance: float
+
+
+@dataclass
+class RenderedScene:
+    """One scene: image (H, W, 3) uint8, mask (H, W) uint8 person index + 1, depth (H, W) float32 metres
+    along the optical axis (0 where nothing is measurable: a photo backdrop or the sky), annotation."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    depth: np.ndarray
+    annotation: dict
+
+
+@dataclass
+class Light:
+    direction: torch.Tensor  # camera frame
+    ambient: float
+    diffuse: float
+
+
+def _sample_light(rng: np.random.Generator, cam: Camera) -> Light:
+    e, a = math.radians(rng.uniform(25, 80)), rng.uniform(0, 2 * math.pi)
+    light_w = np.array([math.cos(e) * math.sin(a), math.sin(e), math.cos(e) * math.cos(a)])
+    return Light(torch.tensor(cam.R_wc @ light_w, dtype=torch.float32), rng.uniform(0.3, 0.55),
+                 rng.uniform(0.45, 0.8))
+
+
+def _composite(rng: np.random.Generator, background: torch.Tensor, frags, verts_t, faces_t,
+               colors: torch.Tensor | None, light: Light) -> np.ndarray:
+    """Shaded people over the background with soft edges, then gamma and sensor noise: (H, W, 3) uint8."""
+    if colors is not None:
+        rgb, mask = shade(frags, verts_t, faces_t, colors, light.direction, ambient=light.ambient,
+                          diffuse=light.diffuse)
+        blur = F.avg_pool2d(mask.float()[None, None], 3, stride=1, padding=1)[0, 0]
+        alpha = torch.maximum(blur * mask, blur * 0.5)  # soft edges inside, half-spill outside
+        image = background * (1 - alpha[..., None]) + rgb * alpha[..., None]
+        # where alpha spills outside the mask, use the nearest person colour (a dilation of rgb)
+        spill = (alpha > 0) & ~mask
+        if spill.any():
+            dil = F.max_pool2d(rgb.permute(2, 0, 1)[None], 3, stride=1, padding=1)[0].permute(1, 2, 0)
+            image[spill] = background[spill] * (1 - alpha[spill, None]) + dil[spill] * alpha[spill, None]
+    else:
+        image = background
+    gamma = rng.uniform(0.85, 1.15)
+    image = image.clamp(0, 1) ** gamma
+    image = image + torch.from_numpy(rng.normal(0, rng.uniform(0, 0.02), image.shape)).float()
+    return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
+
+
 class SceneGenerator:
-    """Makes scenes with one Anny body model; ``render(seed, index)`` -> (image, mask, annotation)."""
+    """Makes scenes with one Anny body model; ``render(seed, index)`` -> RenderedScene."""
 
     def __init__(self, config: SynthConfig | None = None, body=None):
         from lighthmr_ros.body import create_body_model
@@ -148,21 +232,41 @@ class SceneGenerator:
         }
 
     @torch.no_grad()
-    def render(self, seed: int, index: int):
-        cfg = self.config
-        spec = self.body.spec
+    def render(self, seed: int, index: int) -> RenderedScene:
+        """Scene ``index`` of ``seed``: camera, people, occlusion culling, background, image, annotation."""
         rng = np.random.default_rng([seed, index])
-        width, height = cfg.width, cfg.height
+        cam = self._sample_camera(rng)
+        people = self._sample_people(rng)
+        placed = self._place_people(rng, cam, people)
+        chosen = [p.person for p in placed]
+        offsets = np.stack([p.offset for p in placed]) if placed else np.zeros((0, 3))
+        verts_c = np.einsum("ij,pvj->pvi", cam.R_wc, people.verts_w[chosen] + offsets[:, None] - cam.center)
+        joints_c = np.einsum("ij,pkj->pki", cam.R_wc, people.joints_w[chosen] + offsets[:, None] - cam.center)
+        colors = [person_colors(rng, self.regions, float(people.shapes[i, 1])) for i in chosen]
+        light = _sample_light(rng, cam)
+        keep, frags, owner, verts_t, faces_t, vis_frac = self._cull_hidden(verts_c, cam)
+        background, bg_depth = self._background(rng, cam, [(offsets[k, 0], offsets[k, 2]) for k in keep])
+        col = torch.cat([colors[k] for k in keep]) if keep else None
+        image = _composite(rng, background, frags, verts_t, faces_t, col, light)
+        depth = torch.where(owner >= 0, frags.depth, bg_depth).float().numpy()
+        ann = self._annotate(seed, index, cam, people, [chosen[k] for k in keep], joints_c[keep],
+                             verts_c[keep], frags, owner, vis_frac)
+        return RenderedScene(image, (owner + 1).to(torch.uint8).numpy(), depth, ann)
 
+    def _sample_camera(self, rng: np.random.Generator) -> Camera:
+        cfg = self.config
         fov = rng.uniform(*cfg.fov_deg)
-        focal = max(width, height) / (2 * math.tan(math.radians(fov) / 2))
-        K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+        focal = max(cfg.width, cfg.height) / (2 * math.tan(math.radians(fov) / 2))
+        K = np.array([[focal, 0, cfg.width / 2], [0, focal, cfg.height / 2], [0, 0, 1]])
         cam_h = rng.uniform(0.5, 2.6)
         pitch = float(np.clip(rng.normal(4 + 8 * (cam_h - 1.2), 6), -8, 35))
         roll = float(rng.normal(0, 2.5))
-        R_wc = look_rotation(pitch, roll)
-        cam_c = np.array([0.0, cam_h, 0.0])
+        return Camera(K, fov, focal, cam_h, pitch, roll, look_rotation(pitch, roll), np.array([0.0, cam_h, 0.0]),
+                      cfg.width, cfg.height)
 
+    def _sample_people(self, rng: np.random.Generator) -> People:
+        """Phenotypes, poses and headings of 1..max_people bodies, posed in the world at the origin."""
+        cfg = self.config
         count = int(rng.integers(cfg.min_people, cfg.max_people + 1))
         shapes = np.stack([sample_phenotype(rng) for _ in range(count)])
         rots, styles = zip(*(self.poses.sample(rng) for _ in range(count)))
@@ -171,108 +275,91 @@ class SceneGenerator:
             yaw = math.pi + rng.normal(0, 0.9) if rng.random() < 0.65 else rng.uniform(0, 2 * math.pi)
             lean = roma.rotvec_to_rotmat(torch.tensor([rng.normal(0, 0.05), 0.0, rng.normal(0, 0.05)]))
             rot_w[i, 0] = torch.tensor(_rot_y(yaw), dtype=torch.float32) @ lean.float()
-        shape_t = torch.tensor(shapes)
-        body_w = self.body(rot_w, shape_t)
-        verts_w, joints_w = body_w.vertices.double().numpy(), body_w.joints.double().numpy()
+        body_w = self.body(rot_w, torch.tensor(shapes))
+        return People(shapes, rot_w, list(styles), body_w.vertices.double().numpy(), body_w.joints.double().numpy())
 
-        hfov = 2 * math.atan(width / (2 * focal))
-        placed: list[tuple[int, np.ndarray, float, float]] = []  # (person, offset, angle, distance)
-        for i in range(count):
-            feet = verts_w[i, :, 1].min()
-            tall = verts_w[i, :, 1].max() - feet
-            d_min = max(1.2, focal * tall / (1.1 * height))
-            d_max = max(d_min * 1.01, min(16.0, focal * tall / (cfg.min_height_frac * height)))
+    def _place_people(self, rng: np.random.Generator, cam: Camera, people: People) -> list[Placement]:
+        """Stand each person on the floor in view (some behind others, for occlusion); some may not fit."""
+        cfg = self.config
+        head = self.body.spec.head_index
+        hfov = 2 * math.atan(cam.width / (2 * cam.focal))
+        placed: list[Placement] = []
+        for i in range(len(people.shapes)):
+            feet = people.verts_w[i, :, 1].min()
+            tall = people.verts_w[i, :, 1].max() - feet
+            d_min = max(1.2, cam.focal * tall / (1.1 * cam.height))
+            d_max = max(d_min * 1.01, min(16.0, cam.focal * tall / (cfg.min_height_frac * cam.height)))
             for _ in range(30):
                 if placed and rng.random() < 0.35:  # behind someone: occlusion
-                    _, _, a0, d0 = placed[rng.integers(len(placed))]
-                    angle, dist = a0 + rng.normal(0, 0.06), d0 + rng.uniform(0.7, 3.0)
+                    other = placed[rng.integers(len(placed))]
+                    angle, dist = other.angle + rng.normal(0, 0.06), other.distance + rng.uniform(0.7, 3.0)
                 else:
                     angle = rng.uniform(-0.48, 0.48) * hfov
                     dist = d_min * (d_max / d_min) ** rng.uniform(0, 1)
                 offset = np.array([dist * math.sin(angle), -feet, dist * math.cos(angle)])
-                if any(np.hypot(*(offset - o)[[0, 2]]) < 0.6 for _, o, _, _ in placed):
+                if any(np.hypot(*(offset - p.offset)[[0, 2]]) < 0.6 for p in placed):
                     continue
-                head_c = R_wc @ (joints_w[i, spec.head_index] + offset - cam_c)
+                head_c = cam.R_wc @ (people.joints_w[i, head] + offset - cam.center)
                 if head_c[2] < 0.5:
                     continue
-                u, v = (K @ head_c)[:2] / head_c[2]
-                if 0 <= u < width and 0 <= v < height:
-                    placed.append((i, offset, angle, dist))
+                u, v = (cam.K @ head_c)[:2] / head_c[2]
+                if 0 <= u < cam.width and 0 <= v < cam.height:
+                    placed.append(Placement(i, offset, angle, dist))
                     break
+        return placed
 
-        people = [p[0] for p in placed]
-        offsets = np.stack([p[1] for p in placed]) if placed else np.zeros((0, 3))
-        verts_c = np.einsum("ij,pvj->pvi", R_wc, verts_w[people] + offsets[:, None] - cam_c)
-        joints_c = np.einsum("ij,pkj->pki", R_wc, joints_w[people] + offsets[:, None] - cam_c)
-        colors = [person_colors(rng, self.regions, float(shapes[i, 1])) for i in people]
-
-        e, a = math.radians(rng.uniform(25, 80)), rng.uniform(0, 2 * math.pi)
-        light_w = np.array([math.cos(e) * math.sin(a), math.sin(e), math.cos(e) * math.cos(a)])
-        light_c = torch.tensor(R_wc @ light_w, dtype=torch.float32)
-        ambient, diffuse = rng.uniform(0.3, 0.55), rng.uniform(0.45, 0.8)
-
-        Kt = torch.tensor(K, dtype=torch.float32)
-        keep = list(range(len(people)))
-        while True:  # drop people (almost) hidden by others, then render again
-            frags, owner, verts_t, faces_t = self._raster(verts_c[keep], Kt, width, height)
-            vis_frac = self._visible_fraction(verts_t, owner, frags.depth, Kt, len(keep), width, height)
-            low = [k for k, f in zip(keep, vis_frac) if f < cfg.min_visible]
+    def _cull_hidden(self, verts_c: np.ndarray, cam: Camera):
+        """Drop people (almost) hidden by others and render again until all left are visible enough."""
+        Kt = torch.tensor(cam.K, dtype=torch.float32)
+        keep = list(range(len(verts_c)))
+        while True:
+            frags, owner, verts_t, faces_t = self._raster(verts_c[keep], Kt, cam.width, cam.height)
+            vis_frac = self._visible_fraction(verts_t, owner, frags.depth, Kt, len(keep), cam.width, cam.height)
+            low = [k for k, f in zip(keep, vis_frac) if f < self.config.min_visible]
             if not low:
-                break
+                return keep, frags, owner, verts_t, faces_t, vis_frac
             keep = [k for k in keep if k not in low]
 
-        bg_brightness = rng.uniform(0.6, 1.1)
+    def _background(self, rng: np.random.Generator, cam: Camera, ground: list[tuple[float, float]]):
+        """A room (floor and wall, with depth) or a photo (no depth: 0): (H, W, 3) rgb and (H, W) depth."""
+        brightness = rng.uniform(0.6, 1.1)
         if rng.random() < 0.5:
-            ground = [(offsets[k, 0], offsets[k, 2]) for k in keep]
-            background = backgrounds.room_background(rng, width, height, K, R_wc, cam_c, ground)
+            rgb, depth = backgrounds.room_background(rng, cam.width, cam.height, cam.K, cam.R_wc, cam.center,
+                                                     ground)
         else:
-            background = backgrounds.photo_background(rng, width, height)
-        background = background * bg_brightness
-        if keep:
-            col = torch.cat([colors[k] for k in keep])
-            rgb, mask = shade(frags, verts_t, faces_t, col, light_c, ambient=ambient, diffuse=diffuse)
-            alpha = F.avg_pool2d(mask.float()[None, None], 3, stride=1, padding=1)[0, 0] * mask  # soft edges inside
-            alpha = torch.maximum(alpha, F.avg_pool2d(mask.float()[None, None], 3, stride=1, padding=1)[0, 0] * 0.5)
-            image = background * (1 - alpha[..., None]) + rgb * alpha[..., None]
-            # where alpha spills outside the mask, use the nearest person colour (a dilation of rgb)
-            spill = (alpha > 0) & ~mask
-            if spill.any():
-                dil = F.max_pool2d(rgb.permute(2, 0, 1)[None], 3, stride=1, padding=1)[0].permute(1, 2, 0)
-                image[spill] = background[spill] * (1 - alpha[spill, None]) + dil[spill] * alpha[spill, None]
-        else:
-            image = background
-        gamma = rng.uniform(0.85, 1.15)
-        image = image.clamp(0, 1) ** gamma
-        image = image + torch.from_numpy(rng.normal(0, rng.uniform(0, 0.02), image.shape)).float()
-        image_u8 = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
-        mask_u8 = (owner + 1).to(torch.uint8).numpy()
+            rgb = backgrounds.photo_background(rng, cam.width, cam.height)
+            depth = torch.zeros(cam.height, cam.width)
+        return rgb * brightness, depth
 
-        sel = [people[k] for k in keep]
-        rotmats = rot_w[sel].clone()
-        rotmats[:, 0] = torch.tensor(R_wc, dtype=torch.float32) @ rotmats[:, 0]
-        j3 = torch.tensor(joints_c[keep], dtype=torch.float32)
+    def _annotate(self, seed: int, index: int, cam: Camera, people: People, sel: list[int],
+                  joints_c: np.ndarray, verts_c: np.ndarray, frags, owner, vis_frac) -> dict:
+        spec = self.body.spec
+        Kt = torch.tensor(cam.K, dtype=torch.float32)
+        rotmats = people.rot_w[sel].clone()
+        rotmats[:, 0] = torch.tensor(cam.R_wc, dtype=torch.float32) @ rotmats[:, 0]
+        j3 = torch.tensor(joints_c, dtype=torch.float32)
         j2 = project(j3, Kt)
-        jvis = self._joint_visibility(j3, j2, owner, frags.depth, width, height)
-        v3 = torch.tensor(verts_c[keep], dtype=torch.float32)
+        jvis = self._joint_visibility(j3, j2, owner, frags.depth, cam.width, cam.height)
+        v3 = torch.tensor(verts_c, dtype=torch.float32)
         v2 = project(v3, Kt)
         ann = {
-            "K": K.astype(np.float32), "width": np.int64(width), "height": np.int64(height),
-            "fov_deg": np.float32(fov), "camera_height": np.float32(cam_h), "camera_pitch_deg": np.float32(pitch),
-            "camera_roll_deg": np.float32(roll), "R_world_to_camera": R_wc.astype(np.float32),
-            "camera_center": cam_c.astype(np.float32), "body_model": spec.name,
-            "rotmats": rotmats.numpy(), "pose": roma.rotmat_to_rotvec(rotmats).numpy(),
-            "shape": shapes[sel].astype(np.float32), "expression": np.zeros((len(sel), 0), np.float32),
+            "K": cam.K.astype(np.float32), "width": np.int64(cam.width), "height": np.int64(cam.height),
+            "fov_deg": np.float32(cam.fov), "camera_height": np.float32(cam.camera_height),
+            "camera_pitch_deg": np.float32(cam.pitch), "camera_roll_deg": np.float32(cam.roll),
+            "R_world_to_camera": cam.R_wc.astype(np.float32), "camera_center": cam.center.astype(np.float32),
+            "body_model": spec.name, "rotmats": rotmats.numpy(), "pose": roma.rotmat_to_rotvec(rotmats).numpy(),
+            "shape": people.shapes[sel].astype(np.float32), "expression": np.zeros((len(sel), 0), np.float32),
             "transl_pelvis": j3[:, spec.pelvis_index].numpy(), "transl": j3[:, spec.head_index].numpy(),
             "center_2d": j2[:, spec.head_index].numpy(), "joints": j3.numpy(), "joints_2d": j2.numpy(),
             "joints_visible": jvis.numpy(),
-            "bbox": torch.cat([v2.amin(1), v2.amax(1)], 1).numpy() if keep else np.zeros((0, 4), np.float32),
-            "visible_fraction": np.asarray(vis_frac, dtype=np.float32).reshape(len(keep)),
-            "style": np.array([styles[i] for i in sel], dtype=str).reshape(len(sel)),
+            "bbox": torch.cat([v2.amin(1), v2.amax(1)], 1).numpy() if sel else np.zeros((0, 4), np.float32),
+            "visible_fraction": np.asarray(vis_frac, dtype=np.float32).reshape(len(sel)),
+            "style": np.array([people.styles[i] for i in sel], dtype=str).reshape(len(sel)),
             "seed": np.int64(seed), "index": np.int64(index),
         }
-        if cfg.with_vertices:
+        if self.config.with_vertices:
             ann["vertices"] = v3.numpy().astype(np.float16)
-        return image_u8, mask_u8, ann
+        return ann
 
     def _raster(self, verts_c: np.ndarray, K: torch.Tensor, width: int, height: int):
         faces = self.body.faces
@@ -322,9 +409,9 @@ def _init_worker(config: SynthConfig) -> None:
 def _render_one(job: tuple[str, int, int]) -> tuple[float, int]:
     out, seed, index = job
     t0 = time.perf_counter()
-    image, mask, ann = _worker.render(seed, index)
-    write_scene(Path(out), index, image, mask, ann)
-    return time.perf_counter() - t0, len(ann["shape"])
+    scene = _worker.render(seed, index)
+    write_scene(Path(out), index, scene.image, scene.mask, scene.annotation, depth=scene.depth)
+    return time.perf_counter() - t0, len(scene.annotation["shape"])
 
 
 def generate_scenes(out: str | Path, count: int, seed: int = 0, config: SynthConfig | None = None,
