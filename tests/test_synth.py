@@ -202,7 +202,8 @@ def test_depth_files_are_16_bit_millimetres(tmp_path):
     np.testing.assert_array_equal(depth_to_millimetres(depth), [[0, 1234], [0, 0]])
     write_meta(tmp_path, {"body_model": "anny"})
     ann = {"K": np.eye(3, dtype=np.float32), "body_model": "anny", "style": np.zeros(0, str)}
-    path = write_scene(tmp_path, 4, np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8), ann, depth=depth)
+    image, mask = np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8)
+    path = write_scene(tmp_path, 4, image, mask, ann, depth=depth)
     scene = load_scene(path)
     assert scene["depth_path"].name == "000004_depth.png"
     stored = read_depth(scene["depth_path"])

@@ -153,7 +153,7 @@ def load_scene(path: str | Path, with_image: bool = False) -> dict:
 
 
 def read_depth(path: str | Path) -> np.ndarray:
-    """A scene's 16-bit millimetre depth map (``depth_path``) as uint16 (H, W), as an RGB-D camera sends it."""
+    """A scene's depth map (``depth_path``): uint16 (H, W) millimetres, as an RGB-D camera sends it."""
     from PIL import Image
 
     try:

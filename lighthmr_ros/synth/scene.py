@@ -142,7 +142,7 @@ class Camera:
 
 @dataclass
 class People:
-    """Sampled bodies before placement: phenotypes, rotations, styles, world vertices and joints at the origin."""
+    """Sampled bodies before placement: phenotypes, rotations, styles, world vertices and joints."""
 
     shapes: np.ndarray
     rot_w: torch.Tensor
@@ -261,8 +261,8 @@ class SceneGenerator:
         cam_h = rng.uniform(0.5, 2.6)
         pitch = float(np.clip(rng.normal(4 + 8 * (cam_h - 1.2), 6), -8, 35))
         roll = float(rng.normal(0, 2.5))
-        return Camera(K, fov, focal, cam_h, pitch, roll, look_rotation(pitch, roll), np.array([0.0, cam_h, 0.0]),
-                      cfg.width, cfg.height)
+        return Camera(K, fov, focal, cam_h, pitch, roll, look_rotation(pitch, roll),
+                      np.array([0.0, cam_h, 0.0]), cfg.width, cfg.height)
 
     def _sample_people(self, rng: np.random.Generator) -> People:
         """Phenotypes, poses and headings of 1..max_people bodies, posed in the world at the origin."""
@@ -276,7 +276,8 @@ class SceneGenerator:
             lean = roma.rotvec_to_rotmat(torch.tensor([rng.normal(0, 0.05), 0.0, rng.normal(0, 0.05)]))
             rot_w[i, 0] = torch.tensor(_rot_y(yaw), dtype=torch.float32) @ lean.float()
         body_w = self.body(rot_w, torch.tensor(shapes))
-        return People(shapes, rot_w, list(styles), body_w.vertices.double().numpy(), body_w.joints.double().numpy())
+        return People(shapes, rot_w, list(styles), body_w.vertices.double().numpy(),
+                      body_w.joints.double().numpy())
 
     def _place_people(self, rng: np.random.Generator, cam: Camera, people: People) -> list[Placement]:
         """Stand each person on the floor in view (some behind others, for occlusion); some may not fit."""
@@ -314,7 +315,8 @@ class SceneGenerator:
         keep = list(range(len(verts_c)))
         while True:
             frags, owner, verts_t, faces_t = self._raster(verts_c[keep], Kt, cam.width, cam.height)
-            vis_frac = self._visible_fraction(verts_t, owner, frags.depth, Kt, len(keep), cam.width, cam.height)
+            vis_frac = self._visible_fraction(verts_t, owner, frags.depth, Kt, len(keep), cam.width,
+                                              cam.height)
             low = [k for k, f in zip(keep, vis_frac) if f < self.config.min_visible]
             if not low:
                 return keep, frags, owner, verts_t, faces_t, vis_frac
@@ -347,7 +349,8 @@ class SceneGenerator:
             "fov_deg": np.float32(cam.fov), "camera_height": np.float32(cam.camera_height),
             "camera_pitch_deg": np.float32(cam.pitch), "camera_roll_deg": np.float32(cam.roll),
             "R_world_to_camera": cam.R_wc.astype(np.float32), "camera_center": cam.center.astype(np.float32),
-            "body_model": spec.name, "rotmats": rotmats.numpy(), "pose": roma.rotmat_to_rotvec(rotmats).numpy(),
+            "body_model": spec.name, "rotmats": rotmats.numpy(),
+            "pose": roma.rotmat_to_rotvec(rotmats).numpy(),
             "shape": people.shapes[sel].astype(np.float32), "expression": np.zeros((len(sel), 0), np.float32),
             "transl_pelvis": j3[:, spec.pelvis_index].numpy(), "transl": j3[:, spec.head_index].numpy(),
             "center_2d": j2[:, spec.head_index].numpy(), "joints": j3.numpy(), "joints_2d": j2.numpy(),
