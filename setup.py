@@ -24,7 +24,7 @@ extras = {
     "train": ["pandas>=2", "tensorboard>=2.14"],
     "web": ["fastapi>=0.110", "uvicorn>=0.27", "python-multipart>=0.0.9"],
     "export": ["onnx>=1.15", "onnxruntime>=1.17"],
-    "dev": ["pytest>=8", "pytest-timeout>=2.2", "httpx>=0.27", "catkin-pkg>=1.0"],
+    "dev": ["pytest>=8", "pytest-timeout>=2.2", "httpx>=0.27", "catkin-pkg>=1.0", "ruff>=0.17", "mypy>=2.4"],
 }
 extras["all"] = sorted({req for reqs in extras.values() for req in reqs})
 

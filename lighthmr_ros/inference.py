@@ -12,6 +12,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -104,8 +105,8 @@ class Predictor:
             log.warning(
                 "NO TRAINED WEIGHTS: building an untrained %s model (random weights, meaningless outputs); "
                 "pass a checkpoint (lighthmr train/distill, or an official Multi-HMR file) for real predictions", name)
-            model = create_model(name, body_model=body_model, smplx_model_dir=smplx_model_dir,
-                                 **({"image_size": image_size} if image_size else {}))
+            sized: dict[str, Any] = {"image_size": image_size} if image_size else {}
+            model = create_model(name, body_model=body_model, smplx_model_dir=smplx_model_dir, **sized)
         if image_size and image_size != model.config.image_size:
             raise ConfigError(f"this checkpoint runs at {model.config.image_size} px, not {image_size}; drop image_size or use a matching checkpoint")
         self.model = model.to(self.device).eval()
