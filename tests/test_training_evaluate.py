@@ -27,7 +27,8 @@ class Oracle(nn.Module):
             t = build_person_targets(batch, torch.ones(len(s.persons), dtype=torch.bool), body, torch.device("cpu"))
             root = t.joints[:, :1]
             joints = (t.joints - root) * scale + root + torch.tensor(shift)
-            verts = (t.vertices - root) * scale + root + torch.tensor(shift)
+            gv = t.vertices if t.vertices is not None else torch.zeros(len(root), body.spec.num_vertices, 3)
+            verts = (gv - root) * scale + root + torch.tensor(shift)
             j2d = batch["joints_2d"]
             jj = torch.zeros(len(s.persons), body.spec.num_joints, 2)
             jj[:, : j2d.shape[1]] = j2d
@@ -76,29 +77,72 @@ def test_scaled_predictions_only_hurt_unaligned_errors(bedlam_root, smplx_body):
 SMPL_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
 
 
-def write_synthetic_smpl(folder, n_verts=48, seed=0):
-    """SMPL_MALE/FEMALE.npz with the arrays smplx.SMPL reads (random mesh, real 24-joint tree)."""
-    rng = np.random.default_rng(seed)
+def write_smpl_release(folder, n_verts=48, seed=0):
+    """Gendered SMPL models as the SMPL release pickles them (latin1-readable protocol-2 pickles of plain
+    arrays, J_regressor a scipy sparse matrix, kintree_table's root parent 2**32 - 1), on a small mesh."""
+    import pickle
+
+    import scipy.sparse
+
     folder.mkdir(parents=True, exist_ok=True)
-    weights = rng.random((n_verts, 24))
-    weights /= weights.sum(1, keepdims=True)
-    J = rng.random((24, n_verts))
-    J /= J.sum(1, keepdims=True)
-    data = dict(v_template=rng.normal(0, 0.3, (n_verts, 3)), f=rng.integers(0, n_verts, (60, 3)),
-                shapedirs=rng.normal(0, 0.01, (n_verts, 3, 10)), posedirs=rng.normal(0, 0.01, (n_verts, 3, 207)),
-                J_regressor=J, weights=weights, kintree_table=np.stack([np.array(SMPL_PARENTS), np.arange(24)]))
-    for g in ("MALE", "FEMALE"):
-        np.savez(folder / f"SMPL_{g}.npz", **data)
+    for g, k in (("m", 0), ("f", 1)):
+        rng = np.random.default_rng(seed + k)
+        weights = rng.random((n_verts, 24))
+        weights /= weights.sum(1, keepdims=True)
+        J = rng.random((24, n_verts)) * (rng.random((24, n_verts)) < 0.3)
+        J /= J.sum(1, keepdims=True)
+        parents = np.array(SMPL_PARENTS, dtype=np.int64)
+        parents[0] = 2**32 - 1
+        data = dict(v_template=rng.normal(0, 0.3, (n_verts, 3)), f=rng.integers(0, n_verts, (60, 3)).astype(np.uint32),
+                    shapedirs=rng.normal(0, 0.01, (n_verts, 3, 10)), posedirs=rng.normal(0, 0.01, (n_verts, 3, 207)),
+                    J_regressor=scipy.sparse.csc_matrix(J), weights=weights,
+                    kintree_table=np.stack([parents, np.arange(24)]), bs_type="lrotmin", bs_style="lbs")
+        with open(folder / f"basicmodel_{g}_lbs_10_207_0_v1.1.0.pkl", "wb") as f:
+            pickle.dump(data, f, protocol=2)
+
+
+def write_protocol_files(tmp_path, n_smplx, n_verts=48):
+    """The three files of the standard protocol in their real formats (small mesh)."""
+    import pickle
+
+    write_smpl_release(tmp_path / "smpl", n_verts)
+    rng = np.random.default_rng(5)
+    reg = rng.random((17, n_verts)) * (rng.random((17, n_verts)) < 0.2)
+    np.save(tmp_path / "J_regressor_h36m.npy", reg / reg.sum(1, keepdims=True))
+    matrix = np.zeros((n_verts, n_smplx))
+    matrix[np.arange(n_verts), np.arange(n_verts)] = 1.0  # SMPL vertex i = SMPL-X vertex i
+    with open(tmp_path / "smplx2smpl.pkl", "wb") as f:
+        pickle.dump({"matrix": matrix}, f, protocol=2)
+    return tmp_path / "smpl", tmp_path / "J_regressor_h36m.npy", tmp_path / "smplx2smpl.pkl"
+
+
+def smplx_library_ground_truth(smpl_dir, actor):
+    """GT SMPL mesh and pelvis through smplx's own SMPL class (its own .pkl loader): an independent route."""
+    import smplx
+
+    path = next(smpl_dir.glob(f"basicmodel_{actor['gender'][0]}_*.pkl"))
+    model = smplx.SMPL(str(path))
+    sel = model.vertex_joint_selector.extra_joints_idxs  # real extra-joint vertex ids: modulo the small mesh
+    sel.copy_(sel % model.v_template.shape[0])
+    pose = torch.as_tensor(actor["poses_world"], dtype=torch.float32)[None]
+    out = model(global_orient=pose[:, :3], body_pose=pose[:, 3:], betas=torch.as_tensor(actor["betas"][None], dtype=torch.float32),
+                transl=torch.as_tensor(actor["trans_world"][None], dtype=torch.float32))
+    cam = np.asarray(actor["cam_pose"])
+    R, t = cam[:3, :3], cam[:3, 3]
+    return out.vertices[0].double().numpy() @ R.T + t, out.joints[0, 0].double().numpy() @ R.T + t
 
 
 class SMPLOracle(nn.Module):
-    """Predicts, for each 3DPW actor, SMPL-X vertices whose first rows are the GT SMPL mesh."""
+    """For each 3DPW actor, SMPL-X vertices whose first rows are the GT SMPL mesh, scaled/turned about its pelvis."""
 
-    def __init__(self, reader, body, smpl_gt, size, scale=1.0):
+    def __init__(self, reader, body, smpl_dir, size, scale=1.0, turn=0.0):
         super().__init__()
+        import cv2
+
         self.body, self.config = body, type("Cfg", (), {"image_size": size})()
-        self.queue = []
+        self.queue, self.expected = [], []
         V = body.spec.num_vertices
+        R = cv2.Rodrigues(np.array([0.0, turn, 0.0]))[0]
         for i in range(len(reader)):
             raw = reader[i]
             s = prepare_sample(raw, size)
@@ -106,12 +150,12 @@ class SMPLOracle(nn.Module):
             P = len(s.persons)
             verts, joints = torch.zeros(P, V, 3), torch.zeros(P, body.spec.num_joints, 3)
             for p in range(P):
-                gv, groot = smpl_gt.vertices(raw.extras["smpl"][p])
-                gv = (gv - groot) * scale + groot
-                verts[p, : len(gv)] = torch.as_tensor(gv, dtype=torch.float32)
-                joints[p] = torch.as_tensor(groot, dtype=torch.float32)
+                gv, groot = smplx_library_ground_truth(reader.smpl_dir, raw.extras["smpl"][p])
+                pv = ((gv - groot) @ R.T) * scale + groot + np.array([0.1, 0.0, 0.2])  # pelvis moved too
+                verts[p, : len(gv)] = torch.as_tensor(pv, dtype=torch.float32)
                 joints[p, :22] = batch["joints_3d"][p, :22]
-                joints[p, 0] = torch.as_tensor(groot, dtype=torch.float32)
+                joints[p, 0] = torch.as_tensor(groot + np.array([0.1, 0.0, 0.2]), dtype=torch.float32)
+                self.expected.append((pv, groot + np.array([0.1, 0.0, 0.2]), gv, groot))
             j2d = torch.zeros(P, body.spec.num_joints, 2)
             j2d[:, :22] = batch["joints_2d"][:, :22]
             self.queue.append((joints, verts, j2d))
@@ -119,24 +163,75 @@ class SMPLOracle(nn.Module):
     forward = Oracle.forward
 
 
-def test_threedpw_pve_through_smplx2smpl(threedpw_root, smplx_body, tmp_path):
+def recompute_standard_protocol(expected, regressor_path):
+    """The published recipe written out again with roma (not our metrics module): mean over persons."""
+    import roma
+
+    reg = torch.as_tensor(np.load(regressor_path))
+    j14 = [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]
+
+    def pa(x, y):
+        R, t, s = roma.rigid_points_registration(x, y, compute_scaling=True)
+        return ((s * x @ R.T + t - y).norm(dim=-1).mean() * 1000).item()
+
+    rows = []
+    for pv, proot, gv, groot in expected:
+        x, y = torch.as_tensor(pv - proot), torch.as_tensor(gv - groot)
+        hx, hy = reg @ x, reg @ y
+        hx, hy = (hx - hx[0])[j14], (hy - hy[0])[j14]
+        rows.append({"pve": ((x - y).norm(dim=-1).mean() * 1000).item(), "pa_pve": pa(x, y),
+                     "mpjpe": ((hx - hy).norm(dim=-1).mean() * 1000).item(), "pa_mpjpe": pa(hx, hy)})
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def test_threedpw_standard_protocol_matches_an_independent_recomputation(threedpw_root, smplx_body, tmp_path):
+    from lighthmr_ros.training.pw3d_protocol import STANDARD, ThreeDPWProtocol
+
+    smpl_dir, reg, mapping = write_protocol_files(tmp_path, smplx_body.spec.num_vertices)
+    protocol = ThreeDPWProtocol.from_files(smpl_dir, reg, mapping)
+    reader = create_dataset("3dpw", threedpw_root[0], split="test")
+    reader.smpl_dir = smpl_dir
+    oracle = SMPLOracle(reader, smplx_body, smpl_dir, 224, scale=0.9, turn=0.3)
+    res = evaluate_model(oracle, reader, progress=False, protocol=protocol)
+    assert res["protocol"] == STANDARD and "J_regressor_h36m" in res["protocol_description"]
+    assert res["det_threshold"] == 0.2 and res["num_matched"] == 5
+    expected = recompute_standard_protocol(oracle.expected, reg)
+    for k in ("pve", "pa_pve", "mpjpe", "pa_mpjpe"):
+        assert res[k] == pytest.approx(expected[k], rel=1e-4, abs=1e-3), k
+    assert res["pve"] > 10.0 and res["pa_pve"] == pytest.approx(0.0, abs=1e-2)  # shape kept, pose turned
+    assert "protocol 3dpw-standard" in format_table(res)
+
+
+def test_threedpw_without_the_files_says_it_is_not_the_standard_protocol(threedpw_root, smplx_body):
+    reader = create_dataset("3dpw", threedpw_root[0], split="test")
+    res = evaluate_model(Oracle(reader, smplx_body, 224), reader, progress=False)
+    assert res["protocol"] == "lighthmr-22joints" and "NOT the standard" in res["protocol_description"]
+    assert res["det_threshold"] == 0.5 and res["pve"] is None
+
+
+def test_protocol_files_are_checked(tmp_path, smplx_body):
     import pickle
 
-    from lighthmr_ros.training.evaluate import SMPLGroundTruth
+    from lighthmr_ros.errors import DatasetError
+    from lighthmr_ros.training.pw3d_protocol import ThreeDPWProtocol, load_smplx2smpl
 
-    write_synthetic_smpl(tmp_path / "smpl" / "smpl")
-    n_smplx = smplx_body.spec.num_vertices
-    matrix = np.zeros((48, n_smplx))
-    matrix[np.arange(48), np.arange(48)] = 1.0  # SMPL vertex i = SMPL-X vertex i
-    with open(tmp_path / "smplx2smpl.pkl", "wb") as f:
-        pickle.dump({"matrix": matrix}, f)
-    smpl_gt = SMPLGroundTruth(tmp_path / "smpl", tmp_path / "smplx2smpl.pkl")
-    for m in smpl_gt.models.values():  # reduced mesh: smplx's real extra-joint vertex ids taken modulo V
-        sel = m.vertex_joint_selector.extra_joints_idxs
-        sel.copy_(sel % 48)
-    reader = create_dataset("3dpw", threedpw_root[0], split="test")
-    res = evaluate_model(SMPLOracle(reader, smplx_body, smpl_gt, 224), reader, progress=False, smpl_gt=smpl_gt)
-    assert res["num_matched"] == 5 and res["pve"] == pytest.approx(0.0, abs=1e-3) and res["pa_pve"] == pytest.approx(0.0, abs=1e-3)
-    assert res["mpjpe"] is not None  # joints: the 22 shared joints, as without the SMPL files
-    res = evaluate_model(SMPLOracle(reader, smplx_body, smpl_gt, 224, scale=0.9), reader, progress=False, smpl_gt=smpl_gt)
-    assert res["pve"] > 1.0 and res["pa_pve"] == pytest.approx(0.0, abs=1e-2)
+    smpl_dir, reg, mapping = write_protocol_files(tmp_path, smplx_body.spec.num_vertices)
+    np.save(tmp_path / "bad.npy", np.zeros((24, 48)))
+    with pytest.raises(DatasetError, match=r"\(17, number of SMPL vertices\)"):
+        ThreeDPWProtocol.from_files(smpl_dir, tmp_path / "bad.npy", mapping)
+    with pytest.raises(DatasetError, match="no male SMPL model"):
+        ThreeDPWProtocol.from_files(tmp_path / "nowhere", reg, mapping)
+    with open(tmp_path / "transfer.pkl", "wb") as f:  # SMPL-X transfer setup: vertex half, then normal half
+        pickle.dump({"mtx": np.hstack([np.eye(3), 2 * np.eye(3)])}, f)
+    np.testing.assert_array_equal(load_smplx2smpl(tmp_path / "transfer.pkl"), np.eye(3))
+    proto = ThreeDPWProtocol.from_files(smpl_dir, reg, mapping)
+    with pytest.raises(DatasetError, match="SMPL-X checkpoint"):
+        proto.check_prediction_mesh(13718)  # an Anny mesh
+
+
+def test_evaluate_command_wants_all_three_protocol_files(tmp_path, capsys):
+    from lighthmr_ros.cli import main as cli_main
+
+    rc = cli_main(["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--dataset", "3dpw", "--root", str(tmp_path),
+                   "--smpl-dir", str(tmp_path), "--device", "cpu"])
+    assert rc == 2 and "needs --h36m-regressor, --smplx2smpl" in capsys.readouterr().err

@@ -14,9 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subsample", type=int, default=1, help="every N-th image (Multi-HMR: 3DPW 20, BEDLAM 25)")
     parser.add_argument("--limit", type=int, help="stop after this many images")
     parser.add_argument("--smplx-model-dir", help="folder with SMPLX_NEUTRAL.npz (SMPL-X checkpoints and GT meshes)")
-    parser.add_argument("--smpl-dir", help="3DPW: folder with the gendered SMPL models (for PVE)")
-    parser.add_argument("--smplx2smpl", help="3DPW: Multi-HMR's smplx2smpl.pkl (for PVE)")
-    parser.add_argument("--det-threshold", type=float, default=0.5)
+    parser.add_argument("--smpl-dir", help="3DPW standard protocol: folder with the gendered SMPL .pkl models")
+    parser.add_argument("--h36m-regressor", help="3DPW standard protocol: SPIN's J_regressor_h36m.npy (17 x 6890)")
+    parser.add_argument("--smplx2smpl", help="3DPW standard protocol: Multi-HMR's smplx2smpl.pkl (6890 x 10475)")
+    parser.add_argument("--det-threshold", type=float,
+                        help="detection threshold (default: 0.2 under the 3DPW standard protocol, else 0.5)")
     parser.add_argument("--max-humans", type=int, default=20, help="at most this many detections per image")
     parser.add_argument("--image-size", type=int, help="network input size (default: the checkpoint's)")
     parser.add_argument("--device", default="auto")
@@ -45,20 +47,36 @@ class AutocastRunner:
         pass
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _threedpw_protocol(args: argparse.Namespace):
+    """3DPW's standard protocol when its three files are given (all or none)."""
+    from lighthmr_ros.errors import ConfigError
 
+    files = {"--smpl-dir": args.smpl_dir, "--h36m-regressor": args.h36m_regressor, "--smplx2smpl": args.smplx2smpl}
+    given = [k for k, v in files.items() if v]
+    if not given:
+        return None
+    if args.dataset != "3dpw":
+        raise ConfigError(f"{', '.join(given)} belong to the 3DPW protocol; drop them for --dataset {args.dataset}")
+    missing = [k for k, v in files.items() if not v]
+    if missing:
+        raise ConfigError(f"the 3DPW standard protocol needs {', '.join(missing)} as well as {', '.join(given)}")
+    from lighthmr_ros.training.pw3d_protocol import ThreeDPWProtocol
+
+    return ThreeDPWProtocol.from_files(args.smpl_dir, args.h36m_regressor, args.smplx2smpl)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lighthmr_ros.device import resolve_device
     from lighthmr_ros.errors import ConfigError
     from lighthmr_ros.training.datasets import create_dataset
-    from lighthmr_ros.training.evaluate import SMPLGroundTruth, evaluate_model, format_table, load_model_for_eval
+    from lighthmr_ros.training.evaluate import evaluate_model, format_table, load_model_for_eval
 
     if args.backend == "torch" and args.precision == "int8":
         raise ConfigError("--precision int8 needs --backend onnxruntime")
     if args.backend == "onnxruntime" and args.precision in ("fp16", "bf16"):
         raise ConfigError(f"--precision {args.precision} runs in the torch backend; onnxruntime runs fp32 or int8")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
-    if args.backend == "onnxruntime":  # the graphs run on the CPU; so do the torch parts around them
-        device = "cpu"
+    device = "cpu" if args.backend == "onnxruntime" else str(resolve_device(args.device))  # onnx graphs: CPU
+    protocol = _threedpw_protocol(args)
     if args.precision == "auto":  # the Predictor's rule (lighthmr_ros.device); onnxruntime runs fp32 or int8
         from lighthmr_ros.device import resolve_precision
 
@@ -76,10 +94,9 @@ def run(args: argparse.Namespace) -> int:
         from lighthmr_ros.inference import PRECISIONS
 
         runner = AutocastRunner(model.eval(), PRECISIONS[args.precision])
-    smpl_gt = SMPLGroundTruth(args.smpl_dir, args.smplx2smpl) if (args.dataset == "3dpw" and args.smpl_dir and args.smplx2smpl) else None
     try:
         summary = evaluate_model(model, reader, size=args.image_size, device=device, det_threshold=args.det_threshold,
-                                 max_humans=args.max_humans, smpl_gt=smpl_gt, limit=args.limit, runner=runner)
+                                 max_humans=args.max_humans, protocol=protocol, limit=args.limit, runner=runner)
     finally:
         if runner is not None:
             runner.close()

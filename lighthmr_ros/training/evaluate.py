@@ -8,88 +8,58 @@ Protocol (see metrics.py for the matching rule):
     SMPL-X joints for BEDLAM/synthetic), IoU >= 0.05; AGORA follows its own evaluator: the first 24
     joints, IoU >= 0.1, GT with isValid False neither matched nor missed;
   - synthetic (Anny) scenes: matching and joint errors use all of the body model's own joints;
-  - matched persons: MPJPE / PA-MPJPE on the 22 body joints (SMPL-X 0-21, SMPL-compatible) centred on
-    the pelvis (AGORA: the hip mid-point), PVE / PA-PVE on all vertices centred on each mesh's own pelvis
-    joint, when GT vertices exist (BEDLAM/synthetic: rebuilt from the SMPL-X parameters with the model's
-    SMPL-X; AGORA: the dataframe's gt_verts; 3DPW: the GT SMPL mesh when ``smpl_dir`` and
-    ``smplx2smpl`` are given, predicted SMPL-X vertices mapped by that 6890 x 10475 matrix);
-  - errors are averaged per matched person, in millimetres.
-Not the exact published protocols: 3DPW's H36M-14 joint regressor and AGORA's hand/face parts need
-licensed files and are left out; numbers are comparable between our own checkpoints.
+  - matched persons: MPJPE / PA-MPJPE on the 22 body joints (SMPL-X 0-21) centred on the pelvis (AGORA:
+    the hip mid-point), PVE / PA-PVE on all vertices centred on each mesh's own pelvis joint, when GT
+    vertices exist (BEDLAM/synthetic: rebuilt from the SMPL-X parameters; AGORA: the dataframe's gt_verts);
+  - 3DPW: with the SMPL files (``ThreeDPWProtocol``) the standard protocol of the published tables
+    (pw3d_protocol.py: smplx2smpl, gendered SMPL GT, 14 H36M/LSP joints, threshold 0.2, rounded P/R/F1);
+    without them the 22 shared joints only, labelled as NOT comparable;
+  - errors are averaged per matched person, in millimetres. Every summary names its ``protocol``.
+AGORA's hand/face parts and its official evaluator are not reproduced: its numbers compare our own
+checkpoints.
 """
 from __future__ import annotations
 
 import logging
-import pickle
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from lighthmr_ros.errors import ConfigError, DatasetError
 from lighthmr_ros.training.losses import joint_index_map
 from lighthmr_ros.training.metrics import MetricAccumulator, match_2d_greedy, mpjpe, pa_mpjpe
+from lighthmr_ros.training.pw3d_protocol import (PROTOCOLS, SHARED_JOINTS, STANDARD, STANDARD_DET_THRESHOLD,
+                                                 ThreeDPWProtocol, rounded_prf1)
 from lighthmr_ros.training.supervision import build_person_targets
 from lighthmr_ros.training.targets import NUM_BODY_JOINTS, collate, prepare_sample
 
 log = logging.getLogger(__name__)
 
 
-def _smpl_folder(path: Path) -> Path:
-    """The folder holding SMPL_MALE/SMPL_FEMALE (.pkl without chumpy objects, or .npz): ``path`` or ``path/smpl``."""
-    for folder in (path, path / "smpl"):
-        if any(folder.glob("SMPL_MALE.*")):
-            return folder
-    raise DatasetError(f"no SMPL_MALE.pkl/.npz under {path}: download SMPL from https://smpl.is.tue.mpg.de and "
-                       "pass its folder as --smpl-dir.")
+OTHER_PROTOCOLS = {
+    "bedlam": ("bedlam-lighthmr", "BEDLAM: PVE / PA-PVE on all SMPL-X vertices, pelvis-centred (Multi-HMR's BEDLAM-val "
+                                  "measure); MPJPE on SMPL-X joints 0-21 added"),
+    "agora": ("agora-lighthmr", "AGORA: the official matching (24 joints, IoU 0.1, isValid), body joints 0-21 "
+                                "hip-centred; not the official evaluator (no hands/face, no NMJE)"),
+    "synthetic": ("synthetic-native", "synthetic scenes: the body model's own joints and vertices"),
+}
 
 
-def _load_smpl(folder: Path, gender: str):
-    """smplx.SMPL from SMPL_<GENDER>.npz (arrays; smplx itself only unpickles .pkl) or .pkl."""
-    import smplx
-    from smplx.utils import Struct
-
-    npz = folder / f"SMPL_{gender.upper()}.npz"
-    if npz.is_file():
-        with np.load(npz, allow_pickle=False) as z:
-            data = Struct(**{k: z[k] for k in z.files})
-        return smplx.SMPL(str(folder), data_struct=data, gender=gender)
-    return smplx.SMPL(str(folder / f"SMPL_{gender.upper()}.pkl"), gender=gender)
-
-
-class SMPLGroundTruth:
-    """3DPW's GT SMPL meshes (gendered SMPL via smplx) and the SMPL-X -> SMPL vertex matrix."""
-
-    def __init__(self, smpl_dir: str | Path, smplx2smpl: str | Path):
-        with open(smplx2smpl, "rb") as f:
-            self.matrix = torch.as_tensor(np.asarray(pickle.load(f, encoding="latin1")["matrix"]), dtype=torch.float32)
-        folder = _smpl_folder(Path(smpl_dir))
-        self.models = {g: _load_smpl(folder, g) for g in ("male", "female")}
-
-    def vertices(self, p: dict) -> tuple[np.ndarray, np.ndarray]:
-        """(vertices, root joint) of one actor in the camera frame: V_cam = R (SMPL(theta, beta) + trans) + t."""
-        model = self.models.get(p["gender"], self.models["male"])
-        pose = torch.as_tensor(p["poses_world"], dtype=torch.float32)[None]
-        out = model(global_orient=pose[:, :3], body_pose=pose[:, 3:72], betas=torch.as_tensor(p["betas"], dtype=torch.float32)[None],
-                    transl=torch.as_tensor(p["trans_world"], dtype=torch.float32)[None])
-        cam = np.asarray(p["cam_pose"])
-        R, t = cam[:3, :3], cam[:3, 3]
-        v = out.vertices[0].detach().numpy() @ R.T + t
-        j0 = out.joints[0, 0].detach().numpy() @ R.T + t
-        return v, j0
-
-    def map_prediction(self, vertices: np.ndarray) -> np.ndarray | None:
-        if vertices.shape[0] != self.matrix.shape[1]:
-            return None
-        return (self.matrix @ torch.as_tensor(vertices, dtype=torch.float32)).numpy()
+def describe_protocol(dataset: str, protocol: ThreeDPWProtocol | None) -> tuple[str, str]:
+    """(name, sentence) of the protocol that produces a data set's numbers."""
+    if dataset == "3dpw":
+        name = STANDARD if protocol is not None else SHARED_JOINTS
+        return name, PROTOCOLS[name]
+    return OTHER_PROTOCOLS.get(dataset, (f"{dataset}-lighthmr", f"{dataset}: lighthmr's own measure"))
 
 
 @torch.no_grad()
-def evaluate_model(model, reader, size: int | None = None, device="cpu", det_threshold: float = 0.5,
-                   nms_kernel: int | None = None, max_humans: int = 20, progress: bool = True, smpl_gt: SMPLGroundTruth | None = None,
-                   limit: int | None = None, runner=None) -> dict:
+def evaluate_model(model, reader, size: int | None = None, device="cpu", det_threshold: float | None = None,
+                   nms_kernel: int | None = None, max_humans: int = 20, progress: bool = True,
+                   protocol: ThreeDPWProtocol | None = None, limit: int | None = None, runner=None) -> dict:
     """Metrics of ``model`` (an HMRModel) over ``reader`` (an HMRDataset).
 
+    ``protocol``: 3DPW's standard protocol files (the numbers then compare with published tables);
+    ``det_threshold``: default 0.2 under that protocol (Multi-HMR's evaluation), else 0.5.
     ``runner``: what runs the network instead of ``model`` itself (called like it), e.g. the
     onnxruntime backend (``lighthmr_ros.onnx_backend.OnnxHMR``); ``model`` still provides the
     config, the body model for the ground truth and the device."""
@@ -100,6 +70,11 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
         raise ConfigError(f"this checkpoint runs at {model.config.image_size} px, not {size}; drop --image-size")
     spec = model.body.spec
     dataset = getattr(reader, "name", "")
+    standard = protocol is not None and dataset == "3dpw"
+    if standard:
+        protocol.check_prediction_mesh(spec.num_vertices)
+    if det_threshold is None:
+        det_threshold = STANDARD_DET_THRESHOLD if standard else 0.5
     is_agora = dataset == "agora"
     iou = 0.1 if is_agora else 0.05
     body_m, body_s = joint_index_map(spec.joint_names, count=NUM_BODY_JOINTS)
@@ -116,7 +91,7 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
         sample = prepare_sample(raw, size)
         batch = collate([sample], size, select=False)
         det = (runner or model)(batch["images"].to(device), batch["K"].to(device), det_threshold=det_threshold,
-                    nms_kernel=nms_kernel, max_humans=max_humans)
+                                nms_kernel=nms_kernel, max_humans=max_humans)
         G = len(sample.persons)
         valid = batch["valid"].numpy()
         keep = torch.ones(G, dtype=torch.bool)
@@ -140,6 +115,11 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
         matches, false_pos, misses = match_2d_greedy(pred_kps, gt_kps, iou_thresh=iou, valid_gt=valid)
         acc.detection.add(int(valid.sum()), len(misses), len(false_pos))
         for p, g in matches:
+            if standard:
+                gv, groot = protocol.ground_truth(raw.extras["smpl"][g])
+                acc.add_person(**protocol.errors(det.vertices[p].cpu().double().numpy(),
+                                                 det.joints[p, spec.pelvis_index].cpu().double().numpy(), gv, groot))
+                continue
             errors = {}
             jmask = tgt.joints_mask[g, eval_joints].cpu().numpy()
             if jmask.all() and eval_joints:
@@ -154,16 +134,14 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
                 groot = tgt.joints[g, spec.pelvis_index].cpu().numpy()
                 errors["pve"] = mpjpe(pv - proot, gv - groot)
                 errors["pa_pve"] = pa_mpjpe(pv, gv)
-            elif pv is not None and smpl_gt is not None and "smpl" in raw.extras:
-                mapped = smpl_gt.map_prediction(pv)
-                if mapped is not None:
-                    gv, groot = smpl_gt.vertices(raw.extras["smpl"][g])
-                    proot = det.joints[p, spec.pelvis_index].cpu().numpy()
-                    errors["pve"] = mpjpe(mapped - proot, gv - groot)
-                    errors["pa_pve"] = pa_mpjpe(mapped, gv)
             acc.add_person(**errors)
     summary = acc.summary()
-    summary.update(dataset=dataset, images=n, det_threshold=det_threshold, iou_threshold=iou)
+    name, sentence = describe_protocol(dataset, protocol)
+    if standard:  # the published tables print fractions rounded to 2 decimals
+        summary.update({f"{k}_unrounded": summary[k] for k in ("precision", "recall", "f1")})
+        summary.update(rounded_prf1(summary["precision"], summary["recall"], summary["f1"]))
+    summary.update(dataset=dataset, images=n, det_threshold=det_threshold, iou_threshold=iou, protocol=name,
+                   protocol_description=sentence)
     return summary
 
 
@@ -176,7 +154,8 @@ def format_table(summary: dict) -> str:
     info = (f"{summary.get('dataset', '')}: {summary.get('images', 0)} images, {summary.get('num_gt', 0)} people, "
             f"{summary.get('num_matched', 0)} matched, {summary.get('false_positives', 0)} false positives "
             f"(errors in mm, detection in %)")
-    return f"{info}\n{head}\n{vals}"
+    proto = f"protocol {summary['protocol']}: {summary.get('protocol_description', '')}" if "protocol" in summary else ""
+    return "\n".join(line for line in (info, head, vals, proto) if line)
 
 
 def load_model_for_eval(checkpoint: str, device: str = "cpu", smplx_model_dir: str | None = None):
@@ -185,4 +164,4 @@ def load_model_for_eval(checkpoint: str, device: str = "cpu", smplx_model_dir: s
     return load_checkpoint(checkpoint, device=device, smplx_model_dir=smplx_model_dir)
 
 
-__all__ = ["evaluate_model", "format_table", "SMPLGroundTruth", "load_model_for_eval"]
+__all__ = ["evaluate_model", "format_table", "describe_protocol", "load_model_for_eval"]

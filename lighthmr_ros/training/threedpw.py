@@ -18,10 +18,9 @@ How the SMPL ground truth is used with an SMPL-X network:
     are not SMPL-X betas and SMPL 22/23 are hand joints with no SMPL-X counterpart: they are not
     supervised (no shape, expression, hand, vertex or ``transl`` targets). SMPL and SMPL-X regress
     joints slightly differently (about a centimetre): an accepted bias of the joint-only route.
-  - evaluation: with only this file, MPJPE / PA-MPJPE on the 22 shared joints (pelvis-centred). When
-    the user gives the SMPL model folder (gendered SMPL files) and Multi-HMR's ``smplx2smpl.pkl``
-    (matrix 6890 x 10475), predicted SMPL-X vertices are mapped to SMPL and compared with the GT SMPL
-    mesh (PVE, PA-PVE), as Multi-HMR does. The raw SMPL parameters are kept in ``Sample.extras``.
+  - evaluation: with the user's SMPL models, J_regressor_h36m.npy and smplx2smpl.pkl, the standard
+    protocol of the published tables (pw3d_protocol.py); with this file alone, MPJPE / PA-MPJPE on the
+    22 shared joints, labelled as not comparable. The raw SMPL parameters are kept in ``Sample.extras``.
 """
 from __future__ import annotations
 

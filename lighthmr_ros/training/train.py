@@ -29,8 +29,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from lighthmr_ros.device import resolve_device
 from lighthmr_ros.errors import CheckpointError, ConfigError
 from lighthmr_ros.model.checkpoint import atomic_save
+from lighthmr_ros.perf import torch_threads
 from lighthmr_ros.training.config import TrainConfig
 from lighthmr_ros.training.datasets import ConcatReaders, TrainingDataset, create_dataset, make_collate
 from lighthmr_ros.training.losses import detection_losses, person_losses, weighted_total
@@ -63,15 +65,14 @@ def init_distributed(device: torch.device) -> DistInfo:
     return info
 
 
-def pick_device(name: str, info_local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("run.device is cuda but no CUDA device is available; set run.device: cpu")
-        torch.cuda.set_device(info_local_rank)
-        return torch.device("cuda", info_local_rank)
-    return torch.device(name)
+def pick_device(name: str, info: DistInfo) -> torch.device:
+    """The project's one device rule without the CPU fallback (a multi-GPU job must not silently run on
+    the CPU); under DDP each process takes the CUDA device of its LOCAL_RANK."""
+    device = resolve_device(name, fallback=False)
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank if info.world > 1 or device.index is None else device.index)
+        torch.cuda.set_device(device)
+    return device
 
 
 class EpochSampler(Sampler):
@@ -314,14 +315,9 @@ def train(cfg: TrainConfig, distill: bool = False) -> dict:
         raise ConfigError("lighthmr distill needs a 'teacher' section (checkpoint, image_size, gt_weight, teacher_weight)")
     info = DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
                     int(os.environ.get("LOCAL_RANK", "0")))
-    device = pick_device(cfg.run.device, info.local_rank)
-    threads_before = torch.get_num_threads()
-    if cfg.run.threads > 0:
-        torch.set_num_threads(cfg.run.threads)
-    try:
+    device = pick_device(cfg.run.device, info)
+    with torch_threads(cfg.run.threads if cfg.run.threads > 0 else torch.get_num_threads()):
         return _train(cfg, info, device)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
