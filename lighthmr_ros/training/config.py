@@ -210,5 +210,9 @@ def validate(cfg: TrainConfig) -> None:
     bad = sorted(set(cfg.run.freeze) - {"encoder", "decoder", "heads"})
     if bad:
         raise ConfigError(f"run.freeze has unknown part(s) {bad}: use encoder, decoder or heads")
+    leaks = [f"{s.dataset} {s.split}" for s in cfg.data.val if s.split == "test"]
+    if leaks:
+        raise ConfigError(f"data.val validates on {', '.join(leaks)}: model selection on a test split leaks it into "
+                          "the model; validate on the validation split and evaluate on test once at the end")
     if cfg.teacher is not None and not 0 <= cfg.teacher.gt_weight <= 1:
         raise ConfigError("teacher.gt_weight must be in [0, 1]")
