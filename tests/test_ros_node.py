@@ -18,7 +18,7 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from lighthmr_ros.msg import HumanMeshArray, MeshTopology  # noqa: E402
 from lighthmr_ros.ros.image import image_msg_to_rgb, rgb_to_image_msg  # noqa: E402
-from lighthmr_ros.ros.node import DetectNode, resolve_device  # noqa: E402
+from lighthmr_ros.ros.node import DetectNode  # noqa: E402
 
 W, H = 320, 240
 RNG = np.random.default_rng(0)
@@ -76,8 +76,8 @@ def test_frames_come_back_as_humans_and_markers(ros_harness, ros_predictor):
     topology = ros_harness.subscribe(MeshTopology, "/mesh_topology", latched)  # joins after it was published
     pub = ros_harness.publisher(Image, "/image")
     connected(ros_harness, pub, "/humans", "/markers")
-    assert ros_harness.wait_for(lambda: node._pubs["markers"].get_subscription_count() > 0, 10)
-    assert ros_harness.wait_for(lambda: node._pubs["debug_image"].get_subscription_count() > 0, 10)
+    assert ros_harness.wait_for(lambda: node.publishers["markers"].get_subscription_count() > 0, 10)
+    assert ros_harness.wait_for(lambda: node.publishers["debug_image"].get_subscription_count() > 0, 10)
     for stamp in (101, 102, 103):
         pub.publish(raw_frame(stamp))
         msg = answer(ros_harness, humans, stamp)
@@ -206,7 +206,7 @@ def test_parameters_change_at_runtime(ros_harness, ros_predictor):
     markers = ros_harness.subscribe(MarkerArray, "/markers")
     pub = ros_harness.publisher(Image, "/image")
     connected(ros_harness, pub, "/humans", "/markers")
-    assert ros_harness.wait_for(lambda: node._pubs["markers"].get_subscription_count() > 0, 10)
+    assert ros_harness.wait_for(lambda: node.publishers["markers"].get_subscription_count() > 0, 10)
     client = ros_harness.node.create_client(SetParameters, "/lighthmr_detect/set_parameters")
 
     def set_params(**values):
@@ -260,19 +260,20 @@ def test_lifecycle_services_drive_the_node(ros_harness, ros_predictor):
     assert not ros_harness.wait_for(lambda: any(m.header.stamp.sec == 6 for m in humans), 1.0)
     assert node.stats.snapshot().received == received
     assert ros_harness.call(change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CLEANUP))).success
-    assert node.predictor is None and node._pubs == {}
+    assert node.predictor is None and node.publishers == {}
 
 
-def test_cuda_request_falls_back_to_cpu():
+def test_cuda_request_falls_back_to_cpu(ros_harness, ros_predictor, caplog):
+    """The node uses lighthmr_ros.device's rule with fallback: cuda without a GPU warns and runs on the CPU."""
     import torch
 
-    device, warning = resolve_device("cuda")
+    from lighthmr_ros.device import resolve_device
+
     if torch.cuda.is_available():
-        assert device == "cuda" and warning is None
-    else:
-        assert device == "cpu" and "CUDA is not available" in warning
-    assert resolve_device("cpu") == ("cpu", None)
-    assert resolve_device("auto")[0] in ("cpu", "cuda")
+        pytest.skip("this machine has CUDA: nothing falls back")
+    assert resolve_device("cuda", fallback=True) == torch.device("cpu")
+    node = start_node(ros_harness, ros_predictor, device="cuda")  # configures: no ConfigError
+    assert node.predictor is ros_predictor and node.publishers["humans"] is not None
 
 
 def test_only_the_newest_frame_is_processed(ros_harness, ros_predictor):

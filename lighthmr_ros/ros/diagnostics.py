@@ -53,8 +53,12 @@ class Stats:
         with self.lock:
             return Counters(**vars(self.counters))
 
-    def report(self, name: str, hardware_id: str, extra: dict[str, str]) -> DiagnosticArray:
-        """A DiagnosticArray over the period since the previous report (resets the latency max)."""
+    def report(self, name: str, hardware_id: str, extra: dict[str, str], active: bool = True) -> DiagnosticArray:
+        """A DiagnosticArray over the period since the previous report (resets the latency max).
+
+        The header stamp is left to the caller (the node stamps it with its clock). An inactive node
+        is OK without images: it is not listening on purpose.
+        """
         now = time.monotonic()
         with self.lock:
             c = Counters(**vars(self.counters))
@@ -79,7 +83,9 @@ class Stats:
         }
         status = DiagnosticStatus(name=name, hardware_id=hardware_id)
         status.level, status.message = DiagnosticStatus.OK, "running"
-        if c.received == last.received:
+        if not active:
+            status.message = "inactive (not subscribed; a lifecycle manager activates it)"
+        elif c.received == last.received:
             status.level, status.message = DiagnosticStatus.WARN, "no images received"
         if c.rejected > last.rejected or c.bad_camera_info > last.bad_camera_info:
             status.level, status.message = DiagnosticStatus.WARN, "malformed input rejected"

@@ -8,18 +8,39 @@ numpy/OpenCV do the same work where it does not (the pip wheels have no cv_bridg
 from __future__ import annotations
 
 import io
+import logging
 
 import cv2
 import numpy as np
 
 from lighthmr_ros.errors import ImageError
 
+log = logging.getLogger(__name__)
+
 try:  # pragma: no cover - cv_bridge only exists on a full ROS install
     from cv_bridge import CvBridge
 
     _BRIDGE = CvBridge()
-except Exception:  # ImportError, or a cv_bridge built against another numpy
+    _WHY_NO_BRIDGE = ""
+except Exception as _exc:  # ImportError, or a cv_bridge built against another numpy (NumPy 2 on Humble)
     _BRIDGE = None
+    _WHY_NO_BRIDGE = f"{type(_exc).__name__}: {_exc}".splitlines()[0]
+_bridge_failed_once = False
+
+
+def conversion_path() -> str:
+    """Which code converts images here, in one line (the node logs it once at configure)."""
+    if _BRIDGE is not None:
+        return "cv_bridge"
+    return f"numpy/OpenCV (cv_bridge does not import: {_WHY_NO_BRIDGE})"
+
+
+def _bridge_failed(exc: Exception) -> None:
+    """cv_bridge refused a message the numpy path accepts: say so once instead of falling back silently."""
+    global _bridge_failed_once
+    if not _bridge_failed_once:
+        _bridge_failed_once = True
+        log.warning("cv_bridge failed (%s: %s); converting with numpy/OpenCV instead", type(exc).__name__, exc)
 
 #: Largest accepted side and pixel count; anything bigger is a corrupt header, not a camera.
 MAX_SIDE = 16384
@@ -89,8 +110,8 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     if _BRIDGE is not None:  # pragma: no cover - exercised on a full ROS install only
         try:
             return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
-        except Exception:
-            pass  # fall through to the numpy path, which has been validated above
+        except Exception as exc:
+            _bridge_failed(exc)  # fall through to the numpy path, which has been validated above
     if data.size < full:  # last row's padding left out by the driver
         data = np.concatenate([data, np.zeros(full - data.size, np.uint8)])
     rows = data[:full].reshape(height, step)[:, :row_bytes]
@@ -132,8 +153,8 @@ def compressed_msg_to_rgb(msg) -> np.ndarray:
     if _BRIDGE is not None:  # pragma: no cover - exercised on a full ROS install only
         try:
             return np.ascontiguousarray(_BRIDGE.compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8"))
-        except Exception:
-            pass
+        except Exception as exc:
+            _bridge_failed(exc)
     decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         raise ImageError(f"CompressedImage ({msg.format or 'no format'}) could not be decoded as JPEG or PNG.")

@@ -2,7 +2,9 @@
 
 RViz gets slow with full body meshes (a 27k-triangle Anny mesh is 82k points per person), so
 meshes are decimated by vertex clustering: vectorised, topology-independent, and it keeps the
-silhouette. Every array starts with DELETEALL so people who left vanish at once.
+silhouette. Every array starts with DELETEALL so people who left vanish at once, and every marker
+has a lifetime of a few frame periods so they also vanish when frames stop (a node that is stopped,
+deactivated or killed); the node also publishes a lone DELETEALL when it deactivates or shuts down.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def decimate_mesh(vertices: np.ndarray, faces: np.ndarray, factor: int) -> tuple
     return merged, new_faces[np.sort(first)]
 
 
-def _marker(header, ns: str, marker_id: int, marker_type: int, rgb, alpha: float) -> Marker:
+def _marker(header, ns: str, marker_id: int, marker_type: int, rgb, alpha: float, lifetime_s: float) -> Marker:
     m = Marker()
     m.header = header
     m.ns = ns
@@ -66,7 +68,18 @@ def _marker(header, ns: str, marker_id: int, marker_type: int, rgb, alpha: float
     m.pose.orientation.w = 1.0
     m.scale.x = m.scale.y = m.scale.z = 1.0
     m.color = ColorRGBA(r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]), a=float(alpha))
+    seconds = max(0.0, float(lifetime_s))  # 0: forever (RViz's convention)
+    m.lifetime.sec = int(seconds)
+    m.lifetime.nanosec = int(round((seconds - int(seconds)) * 1e9)) % 1_000_000_000
     return m
+
+
+def clear_markers(header) -> MarkerArray:
+    """One DELETEALL: RViz removes every marker of this publisher (sent on deactivate and shutdown)."""
+    clear = Marker()
+    clear.header = header
+    clear.action = Marker.DELETEALL
+    return MarkerArray(markers=[clear])
 
 
 def build_markers(
@@ -75,31 +88,28 @@ def build_markers(
     faces: np.ndarray | None,
     joint_parents: Sequence[int],
     decimation: int = 1,
+    lifetime_s: float = 0.0,
 ) -> tuple[MarkerArray, dict[int, dict[str, np.ndarray]]]:
     """The MarkerArray with empty ``points`` and, per id(marker), its points as an (N, 3) array."""
-    out = MarkerArray()
+    out = clear_markers(header)
     points: dict[int, dict[str, np.ndarray]] = {}
-    clear = Marker()
-    clear.header = header
-    clear.action = Marker.DELETEALL
-    out.markers.append(clear)
     parents = np.asarray(joint_parents, dtype=np.int64)
     for index, human in enumerate(humans):
         rgb = track_color(human.id)
         if human.vertices is not None and faces is not None and len(faces):
             verts, tris = decimate_mesh(human.vertices, faces, int(decimation))
-            mesh = _marker(header, "mesh", index, Marker.TRIANGLE_LIST, rgb, MESH_ALPHA)
+            mesh = _marker(header, "mesh", index, Marker.TRIANGLE_LIST, rgb, MESH_ALPHA, lifetime_s)
             points[id(mesh)] = {"points": np.ascontiguousarray(verts[tris.reshape(-1)], dtype=np.float64)}
             out.markers.append(mesh)
         joints = np.asarray(human.joints, dtype=np.float64).reshape(-1, 3)
         if len(joints) and len(parents) == len(joints):
             child = np.flatnonzero(parents >= 0)
             bones = np.stack([joints[child], joints[parents[child]]], 1).reshape(-1, 3)
-            skeleton = _marker(header, "skeleton", index, Marker.LINE_LIST, rgb, 1.0)
+            skeleton = _marker(header, "skeleton", index, Marker.LINE_LIST, rgb, 1.0, lifetime_s)
             skeleton.scale.x = SKELETON_WIDTH_M
             points[id(skeleton)] = {"points": np.ascontiguousarray(bones)}
             out.markers.append(skeleton)
-        label = _marker(header, "label", index, Marker.TEXT_VIEW_FACING, (1.0, 1.0, 1.0), 1.0)
+        label = _marker(header, "label", index, Marker.TEXT_VIEW_FACING, (1.0, 1.0, 1.0), 1.0, lifetime_s)
         anchor = np.asarray(human.translation, dtype=np.float64).reshape(3).copy()
         if len(joints):  # above the head: optical frame y points down
             anchor[1] = joints[:, 1].min() - 0.15
@@ -116,6 +126,7 @@ def humans_to_markers(
     faces: np.ndarray | None,
     joint_parents: Sequence[int],
     decimation: int = 1,
+    lifetime_s: float = 0.0,
 ) -> MarkerArray:
     """DELETEALL, then per person a TRIANGLE_LIST mesh, a LINE_LIST skeleton and a TEXT label.
 
@@ -123,7 +134,7 @@ def humans_to_markers(
     keeps its colour while tracked. Persons without vertices get a skeleton and a label only.
     For publishing, humans_to_markers_cdr gives the same message serialised without per-point objects.
     """
-    out, points = build_markers(humans, header, faces, joint_parents, decimation)
+    out, points = build_markers(humans, header, faces, joint_parents, decimation, lifetime_s)
     for marker in out.markers:
         if id(marker) in points:
             marker.points = points_from_array(points[id(marker)]["points"])
@@ -136,7 +147,8 @@ def humans_to_markers_cdr(
     faces: np.ndarray | None,
     joint_parents: Sequence[int],
     decimation: int = 1,
+    lifetime_s: float = 0.0,
 ) -> bytes:
     """humans_to_markers serialised to CDR (publishable bytes), with the point arrays copied in one go."""
-    out, points = build_markers(humans, header, faces, joint_parents, decimation)
+    out, points = build_markers(humans, header, faces, joint_parents, decimation, lifetime_s)
     return serialize(out, points)

@@ -8,42 +8,36 @@ Run: ``ros2 run lighthmr_ros detect_node`` or ``lighthmr-detect --ros-args -r im
 """
 from __future__ import annotations
 
-import dataclasses
+import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from lighthmr_ros.errors import ImageError, LightHMRError
+from lighthmr_ros.device import resolve_device
+from lighthmr_ros.errors import LightHMRError
 from lighthmr_ros.msg import HumanMeshArray, MeshTopology
-from lighthmr_ros.overlay import render_overlay
 from lighthmr_ros.ros.diagnostics import Stats
-from lighthmr_ros.ros.image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
-from lighthmr_ros.ros.intrinsics import k_from_camera_info
-from lighthmr_ros.ros.markers import humans_to_markers_cdr
-from lighthmr_ros.ros.messages import humans_to_msg, topology_msg
+from lighthmr_ros.ros.image import conversion_path
+from lighthmr_ros.ros.intrinsics import camera_model, supported
+from lighthmr_ros.ros.markers import clear_markers
+from lighthmr_ros.ros.messages import topology_msg
 from lighthmr_ros.ros.params import Settings, declare_all, read_settings
-from lighthmr_ros.ros.tracking import Tracker
+from lighthmr_ros.ros.pipeline import Frame, FramePipeline, PipelineOptions, is_rectified_topic
 
 NODE_NAME = "lighthmr_detect"
 WARN_PERIOD_S = 5.0
-
-
-@dataclass
-class Frame:
-    msg: Image | CompressedImage
-    compressed: bool
-    received: float  # time.monotonic() when the callback got it
 
 
 def sensor_qos(reliability: str) -> QoSProfile:
@@ -53,21 +47,22 @@ def sensor_qos(reliability: str) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
-def resolve_device(requested: str) -> tuple[str, str | None]:
-    """(device to use, warning or None): cuda without a usable GPU becomes cpu."""
-    import torch
+def compressed_topic(image_topic: str) -> str:
+    """image_transport's rule: the compressed stream of ``/cam/image`` is ``/cam/image/compressed``."""
+    return image_topic.rstrip("/") + "/compressed"
 
-    if requested == "auto":
-        return ("cuda" if torch.cuda.is_available() else "cpu"), None
-    if requested.startswith("cuda"):
-        index = int(requested.split(":")[1]) if ":" in requested else 0
-        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            return "cpu", f"device '{requested}' was requested but CUDA is not available here; running on CPU."
-    return requested, None
+
+def pipeline_options(s: Settings, markers: bool, debug_image: bool) -> PipelineOptions:
+    """The node's live parameters as the pipeline's options (markers/debug only when someone listens)."""
+    return PipelineOptions(
+        fov_deg=s.fov_deg, det_threshold=s.detection_threshold, nms_kernel=s.nms_kernel_size or None,
+        max_humans=s.max_humans, publish_vertices=s.publish_vertices, markers=markers,
+        marker_decimation=s.marker_decimation, debug_image=debug_image, tracking=s.tracking,
+        tracking_gate_m=s.tracking_gate_m, tracking_max_age_s=s.tracking_max_age_s)
 
 
 class DetectNode(LifecycleNode):
-    """Lifecycle node wrapping a Predictor; see the module docstring and docs/ros.md.
+    """Lifecycle node wrapping a Predictor and a FramePipeline; see the module docstring and docs/ros.md.
 
     ``predictor``: an already built Predictor to use instead of loading one from the model
     parameters at configure (embedding the node in a process that holds the model already).
@@ -79,30 +74,33 @@ class DetectNode(LifecycleNode):
         self.stats = Stats()
         self._given_predictor = predictor
         self.predictor = None
-        self.tracker: Tracker | None = None
+        self.pipeline: FramePipeline | None = None
         self._pubs: dict = {}
         self._diag_pub = None
         self._diag_timer = None
         self._subs: list = []
         self._camera_info: CameraInfo | None = None
+        self._image_topic = ""
         self._cond = threading.Condition()
         self._slot: Frame | None = None
         self._stop = False
         self._worker: threading.Thread | None = None
-        self._device_warned = False
+        self._active = False
 
     @property
     def settings(self) -> Settings:
         return read_settings(self)
 
+    @property
+    def publishers(self) -> dict:
+        """The output publishers by topic name (humans, markers, debug_image, mesh_topology); empty unconfigured."""
+        return dict(self._pubs)
+
     # -- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self.settings
-        device, warning = resolve_device(s.device)
-        if warning and not self._device_warned:
-            self.get_logger().warning(warning)
-            self._device_warned = True
         try:
+            device = resolve_device(s.device, fallback=True)  # cuda without a GPU: one warning, then the CPU
             from lighthmr_ros.inference import Predictor
 
             from lighthmr_ros.perf import build_off_main_thread
@@ -112,7 +110,7 @@ class DetectNode(LifecycleNode):
             self.predictor = self._given_predictor or build_off_main_thread(lambda: Predictor(
                 checkpoint=s.checkpoint or None,
                 config=s.model_config or None,
-                device=device,
+                device=str(device),
                 precision=s.precision,
                 backend=s.backend,
                 onnx_dir=s.onnx_dir or None,
@@ -126,7 +124,7 @@ class DetectNode(LifecycleNode):
         except Exception as exc:  # e.g. CUDA out of memory: report it instead of rclpy's silent ERROR
             self.get_logger().error(f"Cannot load the model: {type(exc).__name__}: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self.tracker = Tracker(s.tracking_gate_m, s.tracking_max_age_s)
+        self.pipeline = FramePipeline(self.predictor)
         reliable = QoSProfile(depth=5)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
@@ -137,34 +135,38 @@ class DetectNode(LifecycleNode):
             "mesh_topology": self.create_lifecycle_publisher(MeshTopology, "mesh_topology", latched),
         }
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(s.diagnostics_period_s, self._publish_diagnostics)
+        # A steady clock: with use_sim_time a /clock timer would stop while a bag is paused.
+        self._diag_timer = self.create_timer(s.diagnostics_period_s, self._publish_diagnostics,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f"Model ready on {self.predictor.device} (body model {self.predictor.body_model_name}, "
-            f"{self.predictor.num_vertices} vertices).")
+            f"{self.predictor.num_vertices} vertices); images converted by {conversion_path()}.")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self.settings
         result = super().on_activate(state)  # activates the lifecycle publishers
         qos = sensor_qos(s.reliability)
+        # One remap of `image` moves both streams: the compressed one is derived from the resolved
+        # name, as image_transport does.
+        self._image_topic = self.resolve_topic_name("image")
         if s.compressed:
             self._subs.append(self.create_subscription(
-                CompressedImage, "image/compressed", lambda m: self._offer(m, True), qos))
+                CompressedImage, compressed_topic(self._image_topic), self._offer, qos))
         else:
-            self._subs.append(self.create_subscription(Image, "image", lambda m: self._offer(m, False), qos))
+            self._subs.append(self.create_subscription(Image, self._image_topic, self._offer, qos))
         self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                                    sensor_qos("best_effort")))
+        self.pipeline.reset()
         self._start_worker()
+        self._active = True
         self._pubs["mesh_topology"].publish(topology_msg(self.predictor))
         topic = self._subs[0].topic_name
         self.get_logger().info(f"Listening on {topic} ({s.reliability}, depth 1).")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_worker()
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs.clear()
+        self._stop_input()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -172,12 +174,19 @@ class DetectNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_input()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_input(self) -> None:
+        """Unsubscribe, stop the worker and clear RViz (markers of a stopped node must not linger)."""
         self._stop_worker()
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
+        if self._active and "markers" in self._pubs:
+            self._pubs["markers"].publish(clear_markers(Header(stamp=self.get_clock().now().to_msg())))
+        self._active = False
 
     def _release(self) -> None:
         for pub in self._pubs.values():
@@ -189,6 +198,7 @@ class DetectNode(LifecycleNode):
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
+        self.pipeline = None
         if self.predictor is not None:
             self.predictor = None
             import torch
@@ -197,14 +207,17 @@ class DetectNode(LifecycleNode):
                 torch.cuda.empty_cache()  # deactivated nodes should not hold GPU memory
 
     def close(self) -> None:
-        """Stop the worker and destroy the node (safe in any state)."""
-        self._stop_worker()
+        """Stop the worker, clear the markers when active, and destroy the node (safe in any state)."""
+        if self.context.ok():
+            self._stop_input()
+        else:
+            self._stop_worker()
         self.destroy_node()
 
     # -- input ----------------------------------------------------------------------------------
-    def _offer(self, msg, compressed: bool) -> None:
+    def _offer(self, msg) -> None:
         """Subscription callback: keep only the newest frame for the worker."""
-        frame = Frame(msg, compressed, time.monotonic())
+        frame = Frame(msg, received=time.monotonic())
         with self._cond:
             dropped = self._slot is not None
             self._slot = frame
@@ -212,14 +225,21 @@ class DetectNode(LifecycleNode):
         self.stats.add(received=1, dropped=int(dropped))
 
     def _on_camera_info(self, info: CameraInfo) -> None:
-        if k_from_camera_info(info, int(info.width), int(info.height)) is None:
+        rectified = self._rectified()
+        model = camera_model(info, int(info.width), int(info.height), rectified)
+        if model is None or not supported(model):
             self.stats.add(bad_camera_info=1)
-            self.get_logger().warning(
-                "Ignoring CameraInfo with an unusable K (zero, negative or NaN focal length); "
-                "using fov_deg until a valid one arrives.", throttle_duration_sec=WARN_PERIOD_S)
+            reason = ("an unusable K (zero, negative or NaN focal length)" if model is None else
+                      f"the unsupported distortion_model {model.distortion_model!r}")
+            self.get_logger().warning(f"Ignoring CameraInfo with {reason}; using fov_deg until a valid one arrives.",
+                                      throttle_duration_sec=WARN_PERIOD_S)
             self._camera_info = None
         else:
             self._camera_info = info
+
+    def _rectified(self) -> bool:
+        choice = self.settings.rectified
+        return is_rectified_topic(self._image_topic) if choice == "auto" else choice == "true"
 
     # -- worker ---------------------------------------------------------------------------------
     def _start_worker(self) -> None:
@@ -257,37 +277,20 @@ class DetectNode(LifecycleNode):
         markers_pub, debug_pub = self._pubs["markers"], self._pubs["debug_image"]
         want_markers = s.publish_markers and markers_pub.get_subscription_count() > 0
         want_debug = s.publish_debug_image and debug_pub.get_subscription_count() > 0
-        try:
-            rgb = compressed_msg_to_rgb(frame.msg) if frame.compressed else image_msg_to_rgb(frame.msg)
-            height, width = rgb.shape[:2]
-            k = k_from_camera_info(self._camera_info, width, height)
-            k_source = "camera_info"
-            if k is None:
-                k, k_source = np.asarray(self.predictor.default_K(width, height, s.fov_deg), np.float64), "fov_deg"
-            humans = self.predictor.predict(
-                rgb, K=k, fov_deg=s.fov_deg, det_threshold=s.detection_threshold, nms_kernel=s.nms_kernel_size or None,
-                max_humans=s.max_humans, with_vertices=s.publish_vertices or want_markers or want_debug)
-        except ImageError as exc:
+        frame.camera_info = self._camera_info
+        frame.rectified = self._rectified()
+        frame.fallback_stamp_s = self.get_clock().now().nanoseconds * 1e-9  # for images stamped 0
+        out = self.pipeline.process([frame], pipeline_options(s, want_markers, want_debug))[0]
+        if out.error is not None:
             self.stats.add(rejected=1)
-            self.get_logger().warning(f"Rejected an image: {exc}", throttle_duration_sec=WARN_PERIOD_S)
+            self.get_logger().warning(f"Rejected an image: {out.error}", throttle_duration_sec=WARN_PERIOD_S)
             return
-        header = frame.msg.header
-        if s.tracking:
-            self.tracker.gate_m, self.tracker.max_age_s = s.tracking_gate_m, s.tracking_max_age_s
-            stamp = header.stamp.sec + 1e-9 * header.stamp.nanosec
-            humans = self.tracker.update(humans, stamp if stamp > 0 else self.get_clock().now().nanoseconds * 1e-9)
-        else:
-            humans = [dataclasses.replace(h, id=0) for h in humans]  # HumanMesh: 0 = not tracked
-        latency = time.monotonic() - frame.received
-        self._pubs["humans"].publish(humans_to_msg(
-            humans, header, k, self.predictor.body_model_name, width, height, s.publish_vertices, latency))
-        if want_markers:
-            markers_pub.publish(humans_to_markers_cdr(  # serialised bytes: no Python object per point
-                humans, header, self.predictor.faces, self.predictor.joint_parents, s.marker_decimation))
-        if want_debug:
-            drawn = render_overlay(rgb, humans, k, joint_parents=self.predictor.joint_parents, alpha=0.6, mesh="points")
-            debug_pub.publish(rgb_to_image_msg(drawn, header))
-        self.stats.frame_done(latency, len(humans), k_source)
+        self._pubs["humans"].publish(out.humans_msg)
+        if out.markers_cdr is not None:
+            markers_pub.publish(out.markers_cdr)
+        if out.debug_image is not None:
+            debug_pub.publish(out.debug_image)
+        self.stats.frame_done(out.latency, len(out.humans), out.intrinsics)
 
     # -- diagnostics ----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -295,14 +298,26 @@ class DetectNode(LifecycleNode):
             return
         p = self.predictor
         extra = {"device": str(p.device) if p else "none", "body_model": p.body_model_name if p else "none",
-                 "state": "active" if self._worker is not None else "inactive"}
-        self._diag_pub.publish(self.stats.report(
-            f"{self.get_fully_qualified_name()}: human mesh detection", extra["device"], extra))
+                 "state": "active" if self._active else "inactive"}
+        report = self.stats.report(f"{self.get_fully_qualified_name()}: human mesh detection", extra["device"],
+                                   extra, active=self._active)
+        report.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(report)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``detect_node`` and ``lighthmr-detect``."""
-    rclpy.init(args=args)
+    """Entry point of ``detect_node`` and ``lighthmr-detect``.
+
+    SIGINT and SIGTERM end the spin with KeyboardInterrupt (rclpy's own handler would shut the
+    context down first), so the node can still publish its DELETEALL markers on the way out.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     node = None
     code = 0
     try:
@@ -316,7 +331,8 @@ def main(args: list[str] | None = None) -> int:
                 return 1
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while node.context.ok():  # a timeout, so the Python signal handler gets to run
+            executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (LightHMRError, ParameterException) as exc:
@@ -324,6 +340,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"lighthmr-detect: {exc}{hint}", file=sys.stderr)
         code = 2
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C during cleanup ends the process
         if node is not None:
             node.close()
         rclpy.try_shutdown()

@@ -65,6 +65,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("reliability", "best_effort", "Image subscription reliability: best_effort (matches every "
               "publisher) or reliable (only reliable publishers; no lost fragments on weak links).", ACTIVATE,
               choices=("best_effort", "reliable")),
+    ParamSpec("rectified", "auto", "Whether the image is rectified, so CameraInfo.P describes it (K and D "
+              "otherwise, raw images undistorted first); auto: true for image_rect* topics.", LIVE,
+              choices=("auto", "true", "false")),
     ParamSpec("tracking", True, "Give persons ids that stay stable across frames (0 when off).", LIVE),
     ParamSpec("tracking_gate_m", 0.6, "Largest root displacement (metres, depth counted half) between frames "
               "for the same person.", LIVE, 0.05, 5.0),
@@ -98,6 +101,7 @@ class Settings:
     publish_debug_image: bool
     compressed: bool
     reliability: str
+    rectified: str
     tracking: bool
     tracking_gate_m: float
     tracking_max_age_s: float
