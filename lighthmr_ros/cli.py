@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "synth": "render synthetic multi-person scenes with the Anny body model",
     "export": "export the network to ONNX",
     "bench": "side-by-side speed and size of student and teacher",
+    "download": "fetch an official Multi-HMR checkpoint (e.g. multiHMR_672_L_anny) into the cache",
 }
 
 

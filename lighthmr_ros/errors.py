@@ -30,3 +30,7 @@ class BagError(LightHMRError):
 
 class DatasetError(LightHMRError):
     """A data set folder or annotation file is missing or malformed."""
+
+
+class DownloadError(LightHMRError):
+    """A checkpoint download is refused, cannot reach its server, breaks off or fails its check."""

@@ -9,7 +9,12 @@ SMPL-X data never ends up in a checkpoint). Written atomically, read with
 Official Multi-HMR: ``{'model_state_dict': ..., 'args': argparse.Namespace(...)}``. Read with
 ``weights_only=True`` and an allowlist admitting argparse.Namespace only; nothing else is ever
 unpickled. The architecture is read from the weights themselves (embedding width, token grid,
-decoder depth) and cross-checked with ``args``.
+decoder depth) and cross-checked with ``args``. Both generations load: the SMPL-X Multi-HMR
+(``backbone.encoder.*`` keys) and Multi-HMR-Anny (``encoder.backbone.*``, ``dec_pos_emb``), whose
+non-learned buffers are taken from the file as stored (its outputs depend on their rounding).
+
+A checkpoint argument may also be the name of an official file (``multiHMR_672_L_anny``):
+it resolves to the copy ``lighthmr download`` keeps in the cache (lighthmr_ros.download).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from lighthmr_ros.model.hmr import HMRModel
 FORMAT = "lighthmr_ros.checkpoint"
 VERSION = 1
 _DINO_BY_WIDTH = {384: "vits14", 768: "vitb14", 1024: "vitl14"}
+_DINO_DEPTH = {"vits14": 12, "vitb14": 12, "vitl14": 24}
 
 
 def _plain(obj):
@@ -75,9 +81,16 @@ def atomic_save(obj, path: str | Path) -> None:
         raise
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A file path as given, or the cached download of an official checkpoint named ``path``."""
+    from lighthmr_ros.download import resolve_name
+
+    return resolve_name(path)
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """The raw dict of a checkpoint file (safe loading); CheckpointError for anything unusable."""
-    path = Path(path).expanduser()
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist; give the path of a .pt file written by lighthmr or Multi-HMR.")
     is_zip = zipfile.is_zipfile(path)
@@ -101,11 +114,70 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def checkpoint_kind(payload: dict) -> str:
+    """"lighthmr", "multihmr" (SMPL-X), "multihmr_anny" or "unknown"."""
     if payload.get("format") == FORMAT:
         return "lighthmr"
     if "model_state_dict" in payload:
+        state = payload["model_state_dict"]
+        if isinstance(state, dict) and "dec_pos_emb" in state and any(k.startswith("encoder.backbone.") for k in state):
+            return "multihmr_anny"
         return "multihmr"
     return "unknown"
+
+
+def official_anny_config(state: dict, args: argparse.Namespace | None, path: Path | str = "") -> ModelConfig:
+    """The Anny teacher config of an official Multi-HMR-Anny state_dict.
+
+    Widths, depths, the token grid and the number of phenotype outputs come from tensor shapes;
+    the split of the attention width into heads x head size is invisible in shapes and comes from
+    ``args`` (xat_heads, xat_dim_head; upstream's defaults 16 x 32 when absent), as does a check of
+    the settings this implementation follows (simple depth encoding, head-centred persons).
+    """
+    try:
+        width = int(state["encoder.backbone.pos_embed"].shape[-1])
+        cells = int(state["dec_pos_emb"].shape[0])
+        dim = int(state["dec_to_token.weight"].shape[0])
+        num_betas = int(state["mlp_shape.2.weight"].shape[0])
+        inner = int(state["decoder.transformer.layers.0.1.fn.to_q.weight"].shape[0])
+        mlp = int(state["decoder.transformer.layers.0.2.fn.net.0.weight"].shape[0])
+    except KeyError as exc:
+        raise CheckpointError(f"Checkpoint {path} lacks the Multi-HMR-Anny weight {exc.args[0]!r}; "
+                              "it is not a Multi-HMR-Anny checkpoint.") from None
+    if width not in _DINO_BY_WIDTH:
+        raise CheckpointError(f"Checkpoint {path} has a {width}-wide backbone, not a DINOv2 ViT-S/B/L; "
+                              "it is not a supported Multi-HMR-Anny checkpoint.")
+    vit = _DINO_BY_WIDTH[width]
+    blocks = len({k.split(".")[3] for k in state if k.startswith("encoder.backbone.blocks.")})
+    if blocks != _DINO_DEPTH[vit]:
+        raise CheckpointError(f"Checkpoint {path} has a {width}-wide backbone with {blocks} blocks; "
+                              f"DINOv2 {vit} has {_DINO_DEPTH[vit]}, so the file is damaged or not supported.")
+    grid = int(round(cells ** 0.5))
+    if grid * grid != cells:
+        raise CheckpointError(f"Checkpoint {path} has a position table of {cells} cells, not a square grid; "
+                              "the file is damaged.")
+    backbone = getattr(args, "backbone", None)
+    if backbone and not str(backbone).endswith(vit):
+        raise CheckpointError(f"Checkpoint {path} says backbone {backbone!r} but holds {vit} weights; the file is inconsistent.")
+    img_size = getattr(args, "img_size", None)
+    if isinstance(img_size, (list, tuple)):
+        img_size = img_size[0]
+    if img_size is not None and int(img_size) != grid * 14:
+        raise CheckpointError(f"Checkpoint {path} says img_size {img_size} but its position table is for "
+                              f"{grid * 14} px; the file is inconsistent.")
+    if getattr(args, "simple_depth_encoding", 1) != 1:
+        raise CheckpointError(f"Checkpoint {path} uses simple_depth_encoding={args.simple_depth_encoding}; "
+                              "only upstream's simple depth encoding (1) is implemented.")
+    centre = getattr(args, "person_center", "head")
+    if centre != "head":
+        raise CheckpointError(f"Checkpoint {path} centres persons on {centre!r}; only 'head' is implemented.")
+    heads = int(getattr(args, "xat_heads", 16) or 16)
+    dim_head = int(getattr(args, "xat_dim_head", 0) or inner // heads)
+    if heads * dim_head != inner:
+        raise CheckpointError(f"Checkpoint {path}: xat_heads {heads} x xat_dim_head {dim_head} does not match "
+                              f"its {inner}-wide attention; the file is inconsistent.")
+    depth = len({k.split(".")[3] for k in state if k.startswith("decoder.transformer.layers.")})
+    return get_config(f"multihmr_anny_{vit}", image_size=grid * 14, hph_dim=dim, hph_depth=depth, hph_heads=heads,
+                      hph_dim_head=dim_head, hph_mlp_dim=mlp, num_betas=num_betas)
 
 
 def official_config(state: dict, args: argparse.Namespace | None, path: Path | str = "") -> ModelConfig:
@@ -176,12 +248,14 @@ def load_checkpoint(
 ) -> HMRModel:
     """Build the model a checkpoint describes and load its weights (eval mode, on ``device``).
 
-    Works for this project's checkpoints and for official Multi-HMR ones (which need the user's
-    SMPL-X files in ``smplx_model_dir``). ``body_model`` may replace the body model instance
-    (same name) of a student checkpoint, e.g. to share one loaded Anny.
+    Works for this project's checkpoints, official Multi-HMR ones (which need the user's SMPL-X
+    files in ``smplx_model_dir``) and official Multi-HMR-Anny ones (nothing else needed); ``path``
+    may name a downloaded official file (``multiHMR_672_L_anny``). ``body_model`` may replace the
+    body model instance (same name) of a student or Anny-teacher checkpoint, e.g. to share one.
     """
     from lighthmr_ros.model import create_model
 
+    path = resolve_checkpoint(path)
     payload = read_checkpoint(path)
     kind = checkpoint_kind(payload)
     if kind == "lighthmr":
@@ -198,6 +272,15 @@ def load_checkpoint(
             raise CheckpointError(f"Checkpoint {path} was trained with the {name} body model, not {model.body.spec.name}; pass body_model={name!r}.")
         _load_weights(model, payload["state_dict"], path, config.name)
         info = {"kind": kind, "provenance": payload.get("provenance", {}), "extra": payload.get("extra", {})}
+    elif kind == "multihmr_anny":
+        state = payload["model_state_dict"]
+        args = payload.get("args")
+        args = args if isinstance(args, argparse.Namespace) else None
+        config = official_anny_config(state, args, path)
+        model = create_model(config, body_model=body_model if isinstance(body_model, torch.nn.Module) else None)
+        _load_weights(model, state, path, config.name)
+        info = {"kind": kind, "provenance": {"source": "official Multi-HMR-Anny checkpoint", "file": Path(path).name,
+                                             "args": _plain(vars(args)) if args else {}}, "extra": {}}
     elif kind == "multihmr":
         state = payload["model_state_dict"]
         args = payload.get("args")
