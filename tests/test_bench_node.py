@@ -14,6 +14,6 @@ def test_node_latency_reports_predictor_and_node_times(ros_domain_id):
     r = measure_node_latency(options)
     assert r["lost_frames"] == 0 and len(r["node_end_to_end_all_ms"]) == 2 and len(r["predictor_all_ms"]) == 2
     # Causality, not speed: the round trip contains the node's own receive -> publish time.
-    assert all(e >= i for e, i in zip(r["node_end_to_end_all_ms"], r["node_internal_all_ms"]))
+    assert all(e >= i for e, i in zip(r["node_end_to_end_all_ms"], r["node_internal_all_ms"], strict=True))
     assert r["ratio_end_to_end"] == pytest.approx(r["node_end_to_end_ms"] / r["predictor_ms"])
     assert "image-in to message-out" in format_node_latency(r)
