@@ -45,18 +45,27 @@ def test_bedlam_targets_match_the_smplx_library(bedlam_root, smplx_model_dir):
     pm, ps = pose_index_map(body.spec.pose_joint_names)
     assert dict(zip(pm, ps))[52] == 22 and dict(zip(pm, ps))[21] == 21 and dict(zip(pm, ps))[22] == 25
     assert t.rot_mask.all() and t.vertices_mask.all() and t.shape_mask.all()
-    # the same person through smplx itself, with transl = trans_cam + cam_ext[:3,3] (BEDLAM's rule)
-    ref = smplx.SMPLX(str(smplx_model_dir / "SMPLX_NEUTRAL.npz"), gender="neutral", use_pca=False, flat_hand_mean=True,
-                      num_betas=10, num_expression_coeffs=10)
-    sel = ref.vertex_joint_selector.extra_joints_idxs  # synthetic mesh: real extra-joint ids taken modulo V
-    sel.copy_(sel % ref.v_template.shape[0])
-    rv = torch.as_tensor(batch["rotvec"][0], dtype=torch.float32)
-    out = ref(global_orient=rv[None, 0], body_pose=rv[None, 1:22].reshape(1, -1), jaw_pose=rv[None, 22],
-              leye_pose=torch.zeros(1, 3), reye_pose=torch.zeros(1, 3),
-              left_hand_pose=rv[None, 25:40].reshape(1, -1), right_hand_pose=rv[None, 40:55].reshape(1, -1),
-              betas=batch["shape"][:1, :10], expression=torch.zeros(1, 10), transl=batch["transl"][:1])
+    # the same person through smplx itself, as BEDLAM defines it: neutral SMPL-X with all 11 betas and the
+    # annotated eye rotations, transl = trans_cam + cam_ext[:3,3]
+    assert batch["shape"].shape[1] == 11 and batch["rotvec"][0, 23:25].abs().sum() > 0
+
+    def reference(num_betas, eyes):
+        ref = smplx.SMPLX(str(smplx_model_dir / "SMPLX_NEUTRAL.npz"), gender="neutral", use_pca=False,
+                          flat_hand_mean=True, num_betas=num_betas, num_expression_coeffs=10)
+        sel = ref.vertex_joint_selector.extra_joints_idxs  # synthetic mesh: real extra-joint ids taken modulo V
+        sel.copy_(sel % ref.v_template.shape[0])
+        rv = torch.as_tensor(batch["rotvec"][0], dtype=torch.float32)
+        eye = (lambda i: rv[None, i]) if eyes else (lambda i: torch.zeros(1, 3))
+        return ref(global_orient=rv[None, 0], body_pose=rv[None, 1:22].reshape(1, -1), jaw_pose=rv[None, 22],
+                   leye_pose=eye(23), reye_pose=eye(24),
+                   left_hand_pose=rv[None, 25:40].reshape(1, -1), right_hand_pose=rv[None, 40:55].reshape(1, -1),
+                   betas=batch["shape"][:1, :num_betas], expression=torch.zeros(1, 10), transl=batch["transl"][:1])
+
+    out = reference(11, eyes=True)
     torch.testing.assert_close(t.joints[0], out.joints[0], atol=1e-4, rtol=0)
     torch.testing.assert_close(t.vertices[0], out.vertices[0], atol=1e-4, rtol=0)
+    biased = reference(10, eyes=False)  # what the network's own 10-beta, eyes-at-rest body would give
+    assert float((biased.vertices[0] - out.vertices[0]).norm(dim=-1).mean()) > 5e-4  # 0.9 mm here
     assert float(t.dist[0]) == pytest.approx(float(out.joints[0, 15, 2]), abs=1e-5)
     # 2-D targets are the annotated keypoints in network pixels (first 55 joints, model order)
     torch.testing.assert_close(t.joints_2d[:, :55], batch["joints_2d"][:, :55])

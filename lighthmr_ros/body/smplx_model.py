@@ -81,6 +81,7 @@ class SMPLXBody(BodyModel):
         from smplx.joint_names import JOINT_NAMES
 
         path = resolve_smplx_file(model_dir)
+        self.model_file = path  # training rebuilds ground truth (11 betas, eyes) from the same file
         try:
             self.bm_x = smplx.SMPLX(str(path), gender="neutral", use_pca=False, flat_hand_mean=True,
                                     num_betas=num_betas, num_expression_coeffs=num_expression)
