@@ -6,8 +6,13 @@ What makes the comparison fair:
 - every forward reconstructs exactly ``persons`` people (default 4): the detection threshold is 0
   and ``max_humans`` is ``persons``, so the ``persons`` highest score-map peaks are decoded whatever
   the (random or trained) weights say;
-- models are measured interleaved (one forward of each in turn, ``repeats`` times, after warm-up),
-  so load from other processes on a shared machine hits all of them alike; medians are reported.
+- every model is built, warmed up and timed in a fresh process of its own (one after the other),
+  as a user runs it: nothing one model's runtime leaves behind (OpenMP or onnxruntime thread pools,
+  thread-count switches, oneDNN caches, heap state) can slow another. The bench used to interleave
+  all models in one process; on a 2-core AVX2 host that measured the torch student at 1,700 ms
+  where a Predictor alone took 115 ms. Medians (and min/max) over ``repeats`` are reported, with
+  the load average before and after each model so a busy machine shows.
+- every row states the CPU capability it ran on (AVX2 / AVX512 / AVX512-BF16 / AMX).
 
 Stages come from forward hooks on the model's own modules (no copy of the forward):
 preprocess (predict() start -> encoder), encoder, detection (score head, NMS, peaks, offset head),
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 
 from lighthmr_ros.device import cpu_capability, cpu_has_native
-from lighthmr_ros.perf import heap_kept
+from lighthmr_ros.perf import heap_kept, torch_threads
 
 STAGES = ("preprocess", "encoder", "detection", "decoder", "body_model", "postprocess")
 TEACHER = "multihmr_vits14"
@@ -154,7 +159,7 @@ def count_flops(entry: Entry, image: np.ndarray, persons: int) -> dict[str, floa
     model = pred.model
     batch, K_net, _, _ = pred.prepare([image], [None])
     counter = flop_counter()
-    with torch.inference_mode(), pred._autocast(), counter:
+    with torch.inference_mode(), pred.autocast(), counter:
         model(batch, K_net, det_threshold=0.0, max_humans=persons)
     counts = counter.get_flop_counts()
     total = sum(counter.get_flop_counts().get("Global", {}).values())
@@ -167,7 +172,7 @@ def count_flops(entry: Entry, image: np.ndarray, persons: int) -> dict[str, floa
                 s += sum(ops.values())
         return s / 1e9
 
-    body_names = ("body_model",) if "body_model" in dict(model.named_children()) else (f"smpl_layer.{model._body_key}",)
+    body_names = (model.body_path,)
     return {
         "encoder": part("backbone"),
         "detection": part("mlp_classif", "mlp_offset"),
@@ -238,6 +243,8 @@ def machine_info() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "malloc_keeps_freed_memory": heap_kept(),  # lighthmr_ros.perf.keep_freed_memory: all rows alike
         "cpu_native_bf16": cpu_has_native("bf16"),
+        "cpu_capability": cpu_capability(),  # AVX2 / AVX512 / AVX512-BF16 / AMX
+        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }
     with contextlib.suppress(OSError):
         info["load_average"] = list(os.getloadavg())
@@ -294,137 +301,149 @@ def build_entry(spec: dict, device, smplx_dir: Path) -> Entry:
     return Entry(spec["key"], pred.model.config.name, pred.body_model_name, pred.image_size, spec["precision"], spec["backend"], pred)
 
 
-def _memory_child(spec: dict, device: str, smplx_dir: str, threads: int, persons: int, warmup: int, queue) -> None:
-    """In a fresh process: RSS growth from building the model, then peak RSS growth of its forwards."""
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``lighthmr bench`` measures and how (see the module docstring)."""
+
+    sizes: tuple[int, ...] = (448, 672)
+    repeats: int = 5
+    warmup: int = 2
+    persons: int = 4
+    threads: int | None = None  # torch intra-op threads (None: torch's default, as a Predictor runs)
+    device: str = "auto"
+    include_teacher: bool = True
+    include_student_smplx: bool = True
+    onnx: bool = False
+    fp16: bool | None = None  # default: on with CUDA
+    bf16: bool = False
+    checkpoint: str | None = None
+    memory: bool = True
+    plain: bool = False
+
+
+def _measure_model(spec: dict, opts: BenchOptions, smplx_dir: Path) -> dict:
+    """Build one model, count it, warm it up and time it (runs in a fresh process: _model_child)."""
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    image = bench_image()
+    dev = torch.device(opts.device) if opts.device != "auto" else None
+    before = _rss_mb()
+    entry = build_entry(spec, opts.device, smplx_dir)
+    dev = entry.predictor.device
+    built = _rss_mb()
+    result = {"params_m": count_params(entry.predictor.model),
+              "gflops": count_flops(entry, image, opts.persons) if entry.backend == "torch" else None,
+              "body_vertices": int(entry.predictor.num_vertices)}
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev) / 2**20
+    peak_reset = _reset_peak_rss()
+    for _ in range(max(1, opts.warmup)):
+        timed_predict(entry, image, opts.persons)
+    if not opts.memory:
+        result["memory"] = None
+    elif cuda:
+        torch.cuda.synchronize()
+        params = sum(p.numel() * p.element_size() for p in entry.predictor.model.parameters()) / 2**20
+        result["memory"] = {"model_mb": params, "forward_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20 - base,
+                            "method": "torch.cuda.max_memory_allocated"}
+    elif peak_reset:
+        result["memory"] = {"model_mb": built - before, "forward_peak_mb": _peak_rss_mb() - built,
+                            "method": "fresh process, VmRSS/VmHWM"}
+    else:
+        result["memory"] = {"model_mb": None, "forward_peak_mb": None, "process_peak_mb": _peak_rss_mb(),
+                            "method": "ru_maxrss (process lifetime)"}
+    load_before = _load_average()
+    for _ in range(opts.repeats):
+        for k, v in timed_predict(entry, image, opts.persons).items():
+            entry.times[k].append(v)
+    return {"entry": {"key": entry.key, "model": entry.model, "body_model": entry.body_model,
+                      "image_size": entry.image_size, "precision": entry.precision, "backend": entry.backend,
+                      "device": str(dev), "precision_reason": entry.predictor.precision_reason},
+            "times": {k: v for k, v in entry.times.items() if v}, "result": result,
+            "process": {"pid": os.getpid(), "threads": torch.get_num_threads(), "cpu": cpu_capability(),
+                        "load_average": [load_before, _load_average()]}}
+
+
+def _model_child(spec: dict, opts: BenchOptions, smplx_dir: str, queue) -> None:
     try:
-        torch.set_num_threads(threads)
-        image = bench_image()
-        before = _rss_mb()
-        entry = build_entry(spec, device, Path(smplx_dir))
-        built = _rss_mb()
-        _reset_peak_rss()
-        for _ in range(max(1, warmup)):
-            timed_predict(entry, image, persons)
-        queue.put({"model_mb": built - before, "forward_peak_mb": _peak_rss_mb() - built, "method": "fresh process, VmRSS/VmHWM"})
+        queue.put(_measure_model(spec, opts, Path(smplx_dir)))
     except BaseException as exc:  # reported by the parent
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
-def measure_memory(entry_spec: dict, dev: torch.device, smplx_dir: Path, persons: int, warmup: int, entry: Entry, image) -> dict:
-    """Model and forward memory: CUDA allocator counters on a GPU; on the CPU a fresh child process per
-    model (in one process the allocator reuses freed memory, so per-model peaks would not separate)."""
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev) / 2**20
-        for _ in range(max(1, warmup)):
-            timed_predict(entry, image, persons)
-        torch.cuda.synchronize()
-        params = sum(p.numel() * p.element_size() for p in entry.predictor.model.parameters()) / 2**20
-        return {"model_mb": params, "forward_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20 - base,
-                "method": "torch.cuda.max_memory_allocated"}
-    if not Path("/proc/self/clear_refs").exists():
-        for _ in range(max(1, warmup)):
-            timed_predict(entry, image, persons)
-        return {"model_mb": None, "forward_peak_mb": None, "process_peak_mb": _peak_rss_mb(), "method": "ru_maxrss (process lifetime)"}
+def measure_in_fresh_process(spec: dict, opts: BenchOptions, smplx_dir: Path) -> dict:
+    """_measure_model in a spawned process (nothing inherited from the parent's torch or onnxruntime)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_memory_child, args=(entry_spec, str(dev), str(smplx_dir), torch.get_num_threads(), persons, warmup, queue))
+    proc = ctx.Process(target=_model_child, args=(spec, opts, str(smplx_dir), queue))
     proc.start()
     try:
-        out = queue.get(timeout=1800)
+        out = queue.get(timeout=3600)
     finally:
         proc.join(timeout=60)
     if "error" in out:
-        raise RuntimeError(f"memory measurement of {entry_spec['key']} failed: {out['error']}")
+        raise RuntimeError(f"measuring {spec['key']} failed: {out['error']}")
     return out
 
 
-def run_bench(
-    sizes=(448, 672),
-    repeats: int = 5,
-    warmup: int = 2,
-    persons: int = 4,
-    threads: int | None = None,
-    device: str = "auto",
-    include_teacher: bool = True,
-    include_student_smplx: bool = True,
-    onnx: bool = False,
-    fp16: bool | None = None,
-    checkpoint: str | None = None,
-    memory: bool = True,
-    plain: bool = False,
-    progress=None,
-    bf16: bool = False,
-) -> dict:
-    """Measure everything in one process and return the JSON-ready result (see module docstring).
+def _load_average() -> list[float] | None:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
-    ``threads`` sets torch's intra-op threads for the run (restored afterwards). ``fp16`` / ``bf16``
-    add rows of the student and the teacher under that autocast precision (fp16: default on CUDA).
+
+def run_bench(options: BenchOptions | None = None, progress=None, **kwargs) -> dict:
+    """Measure every model (each in a fresh process) and return the JSON-ready result.
+
+    Pass a :class:`BenchOptions` or its fields as keywords.
     """
-    before = torch.get_num_threads()
-    try:
-        return _run_bench(sizes, repeats, warmup, persons, threads, device, include_teacher, include_student_smplx, onnx,
-                          fp16, checkpoint, memory, plain, progress, bf16)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _run_bench(sizes, repeats, warmup, persons, threads, device, include_teacher, include_student_smplx, onnx, fp16,
-               checkpoint, memory, plain, progress, bf16) -> dict:
     from lighthmr_ros.body.synthetic_smplx import write_synthetic_smplx
-    from lighthmr_ros.inference import resolve_device
+    from lighthmr_ros.device import resolve_device
 
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    precisions = ["fp32"] + (["fp16"] if (fp16 if fp16 is not None else dev.type == "cuda") else []) + (["bf16"] if bf16 else [])
+    opts = options or BenchOptions(**{k: tuple(v) if k == "sizes" else v for k, v in kwargs.items()})
+    dev = resolve_device(opts.device)
+    opts = dataclasses.replace(opts, device=str(dev))
+    fp16 = opts.fp16 if opts.fp16 is not None else dev.type == "cuda"
+    precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["bf16"] if opts.bf16 else [])
     say = progress or (lambda msg: None)
-    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    image = bench_image()
+    load_start = _load_average()
+    measured = []
     with tempfile.TemporaryDirectory(prefix="lighthmr_bench_") as tmp:
         smplx_dir = Path(tmp)
         write_synthetic_smplx(smplx_dir / "SMPLX_NEUTRAL.npz")
-        say("building models (teacher and SMPL-X student use a synthetic SMPL-X file: no licensed files needed)")
-        specs = entry_specs(sizes, include_teacher, include_student_smplx, onnx, precisions, checkpoint, plain)
-        entries = [build_entry(spec, device, smplx_dir) for spec in specs]
-        for e in entries:
-            e.result["params_m"] = count_params(e.predictor.model)
-            e.result["gflops"] = count_flops(e, image, persons) if e.backend == "torch" else None
-            e.result["body_vertices"] = int(e.predictor.num_vertices)
-        for spec, e in zip(specs, entries):  # warm-up and memory per model
-            say(f"warm-up and memory {e.key}")
-            e.result["memory"] = measure_memory(spec, dev, smplx_dir, persons, warmup, e, image) if memory else None
-            for _ in range(max(1, warmup)):
-                timed_predict(e, image, persons)
-        for r in range(repeats):  # interleaved: shared-machine load hits every model alike
-            say(f"repeat {r + 1}/{repeats}")
-            for e in entries:
-                for k, v in timed_predict(e, image, persons).items():
-                    e.times[k].append(v)
+        specs = entry_specs(opts.sizes, opts.include_teacher, opts.include_student_smplx, opts.onnx, precisions,
+                            opts.checkpoint, opts.plain)
+        for spec in specs:
+            say(f"{spec['key']}: build, warm-up and {opts.repeats} timed forwards in a fresh process")
+            measured.append(measure_in_fresh_process(spec, opts, smplx_dir))
     models = []
-    for e in entries:
-        lat = {k: statistics.median(v) for k, v in e.times.items() if v}
-        spread = {k: [min(v), max(v)] for k, v in e.times.items() if v}
-        models.append({
-            "key": e.key, "model": e.model, "body_model": e.body_model, "image_size": e.image_size,
-            "precision": e.precision, "backend": e.backend, "device": str(e.predictor.device),
-            "latency_ms": lat, "latency_min_max_ms": spread, **e.result,
-        })
+    for m in measured:
+        times = m["times"]
+        lat = {k: statistics.median(v) for k, v in times.items()}
+        spread = {k: [min(v), max(v)] for k, v in times.items()}
+        models.append({**m["entry"], "cpu": m["process"]["cpu"], "pid": m["process"]["pid"], "latency_ms": lat, "latency_min_max_ms": spread,
+                       "load_average_before_after": m["process"]["load_average"], **m["result"]})
+    threads = measured[0]["process"]["threads"] if measured else torch.get_num_threads()
+    with torch_threads(threads):  # the machine info states the thread count the models ran with
+        machine = {**machine_info(), "load_average_start": load_start}
     result = {
-        "machine": {**machine_info(), "load_average_start": load_start},
+        "machine": machine,
         "settings": {
-            "sizes": list(sizes), "repeats": repeats, "warmup": warmup, "persons": persons,
+            "sizes": list(opts.sizes), "repeats": opts.repeats, "warmup": opts.warmup, "persons": opts.persons,
             "image": f"{IMAGE_WH[0]}x{IMAGE_WH[1]} RGB", "device": str(dev), "precisions": precisions,
-            "threads": torch.get_num_threads(),
+            "threads": threads, "cpu": cpu_capability(),
             "notes": [
-                f"every forward reconstructs exactly {persons} persons (detection threshold 0, max_humans={persons})",
+                f"every forward reconstructs exactly {opts.persons} persons (detection threshold 0, "
+                f"max_humans={opts.persons})",
                 "teacher and student_smplx use a synthetic SMPL-X file written to a temporary folder "
-                "(about 850 vertices, not the licensed 10,475-vertex mesh): their body_model stage is cheaper than with real SMPL-X",
-                "models are measured interleaved; latencies are medians",
-                "weights are random (checkpoint: %s); speed does not depend on weight values" % (checkpoint or "none"),
+                "(about 850 vertices, not the licensed 10,475-vertex mesh): their body_model stage is cheaper "
+                "than with real SMPL-X",
+                "each model is measured in a fresh process of its own, one after the other; latencies are medians",
+                "weights are random (checkpoint: %s); speed does not depend on weight values"
+                % (opts.checkpoint or "none"),
             ],
         },
         "models": models,
@@ -483,17 +502,17 @@ def _network_ms(m: dict) -> float:
 # ---------------------------------------------------------------------------------- printing
 def format_table(result: dict) -> str:
     cols = ["params M", "GFLOPs"] + [s.replace("_model", "") for s in STAGES] + ["total ms", "model MB", "fwd MB"]
-    lines = [f"{'model':<24}{'body':>6}" + "".join(f"{c:>12}" for c in cols)]
+    lines = [f"{'model':<24}{'body':>6}{'cpu':>13}" + "".join(f"{c:>12}" for c in cols)]
     for m in result["models"]:
         lat = m["latency_ms"]
         vals = [f"{m['params_m']['total']:.2f}", f"{m['gflops']['total']:.1f}" if m.get("gflops") else "-"]
         vals += [f"{lat[s]:.1f}" if s in lat else "-" for s in STAGES]
         mem = m.get("memory") or {}
         vals += [f"{lat['total']:.1f}"] + [f"{mem[k]:.0f}" if mem.get(k) is not None else "-" for k in ("model_mb", "forward_peak_mb")]
-        lines.append(f"{m['key']:<24}{m['body_model']:>6}" + "".join(f"{v:>12}" for v in vals))
+        lines.append(f"{m['key']:<24}{m['body_model']:>6}{m.get('cpu', '-'):>13}" + "".join(f"{v:>12}" for v in vals))
     s = result["settings"]
     lines.append(f"({s['persons']} persons per forward, {s['image']} image, device {s['device']}, {s['threads']} threads, "
-                 f"median of {s['repeats']} after {s['warmup']} warm-up)")
+                 f"median of {s['repeats']} after {s['warmup']} warm-up, each model in a fresh process)")
     if result["ratios"]:
         lines.append("ratios:")
         for k, r in result["ratios"].items():
@@ -520,11 +539,11 @@ def _json_default(o):
 
 def markdown_table(result: dict) -> str:
     """The table and ratios as Markdown (for docs/performance.md and the README)."""
-    head = ["model @ size", "body", "params (M)", "GFLOPs", *STAGES, "total (ms)", "model MB", "forward MB"]
+    head = ["model @ size", "body", "cpu", "params (M)", "GFLOPs", *STAGES, "total (ms)", "model MB", "forward MB"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in result["models"]:
         lat, mem = m["latency_ms"], m.get("memory") or {}
-        cells = [m["key"], m["body_model"], f"{m['params_m']['total']:.2f}", f"{m['gflops']['total']:.1f}" if m.get("gflops") else "-"]
+        cells = [m["key"], m["body_model"], m.get("cpu", "-"), f"{m['params_m']['total']:.2f}", f"{m['gflops']['total']:.1f}" if m.get("gflops") else "-"]
         cells += [f"{lat[s]:.1f}" if s in lat else "-" for s in STAGES]
         cells += [f"**{lat['total']:.1f}**"] + [f"{mem[k]:.0f}" if mem.get(k) is not None else "-" for k in ("model_mb", "forward_peak_mb")]
         rows.append("| " + " | ".join(cells) + " |")

@@ -138,7 +138,8 @@ class Predictor:
         """K with ``fov_deg`` across the larger image side, principal point at the image centre."""
         return _default_K(width, height, fov_deg).numpy().astype(np.float64)
 
-    def _autocast(self):
+    def autocast(self):
+        """The autocast context of this Predictor's precision (a no-op for fp32 and int8)."""
         if self.precision not in ("fp16", "bf16"):  # fp32; int8 (onnxruntime) has its own graphs
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=PRECISIONS[self.precision])
@@ -219,7 +220,7 @@ class Predictor:
         # onnxruntime: no torch OpenMP workers left spinning when its encoder starts (lighthmr_ros.perf.torch_threads)
         with torch_threads(1) if self.backend == "onnxruntime" else contextlib.nullcontext():
             batch, K_net, boxes, K_orig = self.prepare(images, Ks, fov_deg)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             det = self._net(batch, K_net, det_threshold=det_threshold, nms_kernel=nms_kernel, max_humans=max_humans,
                             with_vertices=with_vertices)
         humans = self.to_humans(det, boxes, K_orig, with_vertices)

@@ -118,7 +118,7 @@ class OnnxHMR:
             score_map = score_from_logits(torch.from_numpy(logits_np)).reshape(B, *self.grid)
             b, n, _ = model.find_people(torch.from_numpy(tokens_np), score_map, det_threshold, nms_kernel, max_humans)
             if b.numel() == 0:
-                return model._empty(score_map.to(dev), dev)
+                return model.empty_detections(score_map.to(dev), dev)
             outs: dict[str, list[np.ndarray]] = {k: [] for k in self.decoder_outputs}
             for img in torch.unique(b).tolist():  # b is sorted (raster order): per-image slices keep it
                 idx = n[b == img]

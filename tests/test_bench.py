@@ -5,6 +5,7 @@ No timed asserts: latencies depend on the machine; only structure and size facts
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -36,6 +37,10 @@ def test_bench_json_has_every_model_stage_and_ratio(tiny_bench):
     assert result["machine"]["torch_threads"] == 1
     models = {m["key"]: m for m in result["models"]}
     assert set(models) == {"student@224", "student_smplx@224", "teacher@224"}
+    # each model in a fresh process of its own, every row with the CPU capability it ran on
+    pids = {m["pid"] for m in models.values()}
+    assert len(pids) == 3 and os.getpid() not in pids
+    assert all(m["cpu"] == result["machine"]["cpu_capability"] for m in models.values())
     for m in models.values():
         lat = m["latency_ms"]
         assert set(lat) == set(STAGES) | {"total"}
@@ -66,10 +71,10 @@ def test_bench_prints_table_and_ratios(tiny_bench):
 
 @pytest.mark.slow
 def test_memory_is_measured_per_model_in_a_fresh_process():
-    from lighthmr_ros.benchmark import run_bench
+    from lighthmr_ros.benchmark import BenchOptions, run_bench
 
-    result = run_bench(sizes=(224,), repeats=1, warmup=1, persons=1, threads=1, include_teacher=False,
-                       include_student_smplx=False, memory=True)
+    result = run_bench(BenchOptions(sizes=(224,), repeats=1, warmup=1, persons=1, threads=1, include_teacher=False,
+                                    include_student_smplx=False, memory=True))
     mem = result["models"][0]["memory"]
     assert mem["model_mb"] > 10  # TinyViT + HPH weights alone are about 55 MB in fp32
     assert mem["forward_peak_mb"] >= 0

@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="a student checkpoint to time instead of the untrained student")
     parser.add_argument("--no-teacher", action="store_true", help="skip the teacher")
     parser.add_argument("--no-smplx-student", action="store_true", help="skip the student with the (synthetic) SMPL-X body")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement (one child process per model on the CPU)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--node", action="store_true",
                         help="also time the ROS detect node (image in -> message out over DDS) against the Predictor (first size)")
     parser.add_argument("--node-frames", type=int, default=10, help="frames sent to the node (default 10)")
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     bad = [s for s in args.sizes if s <= 0 or s % 32 or (not args.no_teacher and s % 14)]
     if bad:
         raise ConfigError(f"input sizes {bad} do not fit: use multiples of 32 (student) and of 14 (teacher), e.g. 448 or 672")
-    from lighthmr_ros.benchmark import format_table, machine_info, run_bench, write_json
+    from lighthmr_ros.benchmark import BenchOptions, format_table, machine_info, run_bench, write_json
 
     progress = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     if args.only_node:
@@ -53,12 +53,13 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(f"wrote {write_json(result, args.json)}")
         return 0
-    result = run_bench(
-        sizes=args.sizes, repeats=args.repeats, warmup=args.warmup, persons=args.persons, threads=args.threads,
+    options = BenchOptions(
+        sizes=tuple(args.sizes), repeats=args.repeats, warmup=args.warmup, persons=args.persons, threads=args.threads,
         device=args.device, include_teacher=not args.no_teacher, include_student_smplx=not args.no_smplx_student,
-        onnx=args.onnx, fp16=args.fp16, bf16=args.bf16, checkpoint=args.checkpoint, memory=not args.no_memory, plain=args.plain,
-        progress=progress,
+        onnx=args.onnx, fp16=args.fp16, bf16=args.bf16, checkpoint=args.checkpoint, memory=not args.no_memory,
+        plain=args.plain,
     )
+    result = run_bench(options, progress=progress)
     print(format_table(result))
     if args.node:
         result["node"] = _node(args, progress)

@@ -98,6 +98,11 @@ class HMRModel(nn.Module):
         return self.smpl_layer[self._body_key] if self._body_key else self.body_model
 
     @property
+    def body_path(self) -> str:
+        """Module path of the body model inside this model (forward hooks, FLOP counts per part)."""
+        return f"smpl_layer.{self._body_key}" if self._body_key else "body_model"
+
+    @property
     def body_prefixes(self) -> tuple[str, ...]:
         """state_dict prefixes of body-model tensors (rebuilt from the body files, never trained)."""
         return ("smpl_layer.",) if self._body_key else ("body_model.",)
@@ -196,7 +201,7 @@ class HMRModel(nn.Module):
         score_map = score_from_logits(logits).reshape(B, *grid)
         b, n, offset = self.find_people(tokens, score_map, det_threshold, nms_kernel, max_humans)
         if b.numel() == 0:
-            return self._empty(score_map, images.device)
+            return self.empty_detections(score_map, images.device)
         d = self._decode(images, K, tokens, grid, b, n, offset)
         rotmat = d["rotmat"]
         return Detections(
@@ -245,7 +250,8 @@ class HMRModel(nn.Module):
             result[key] = d[key]
         return result
 
-    def _empty(self, score_map: torch.Tensor, device) -> Detections:
+    def empty_detections(self, score_map: torch.Tensor, device) -> Detections:
+        """Detections of nobody (zero rows), with the score map kept for callers that show it."""
         spec = self.body.spec
         k = len(spec.joint_names)
         z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
