@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = [pytest.mark.ros]
 
-from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
@@ -312,3 +312,33 @@ def test_int8_without_onnxruntime_fails_configure_clearly(ros_harness):
     node = start_node(ros_harness, None, activate=False, precision="int8")
     assert node.trigger_configure().name == "FAILURE"
     assert node.predictor is None
+
+
+def test_one_remap_moves_compressed_input_and_deactivate_clears_markers(ros_harness, ros_predictor):
+    """image:=/cam/image also moves image/compressed (image_transport's rule); deactivating sends DELETEALL."""
+    node = DetectNode(predictor=ros_predictor, context=ros_harness.context,
+                      cli_args=["--ros-args", "-r", "image:=/cam/image"],
+                      parameter_overrides=[Parameter("compressed", value=True),
+                                           Parameter("detection_threshold", value=0.0),
+                                           Parameter("max_humans", value=1),
+                                           Parameter("diagnostics_period_s", value=0.2)])
+    assert node.trigger_configure().name == "SUCCESS" and node.trigger_activate().name == "SUCCESS"
+    ros_harness.add_node(node)
+    markers = ros_harness.subscribe(MarkerArray, "/markers")
+    diagnostics = ros_harness.subscribe(DiagnosticArray, "/diagnostics")
+    pub = ros_harness.publisher(CompressedImage, "/cam/image/compressed")
+    connected(ros_harness, pub, "/markers")
+    assert ros_harness.wait_for(lambda: node.publishers["markers"].get_subscription_count() > 0, 10)
+    pub.publish(jpeg_frame(9))
+    drawn = answer(ros_harness, markers, 9)
+    shown = [m for m in drawn.markers if m.action == Marker.ADD]
+    assert shown and all(0 < m.lifetime.sec + 1e-9 * m.lifetime.nanosec <= 5.0 for m in shown)
+    assert node.trigger_deactivate().name == "SUCCESS"
+    assert ros_harness.wait_for(lambda: markers[-1].markers[0].action == Marker.DELETEALL
+                                and len(markers[-1].markers) == 1 and markers[-1] is not drawn, 10)
+    # Inactive on purpose: diagnostics say so at OK level, stamped with the node's clock.
+    count = len(diagnostics)
+    assert ros_harness.wait_for(lambda: len(diagnostics) > count + 1, 10)
+    status = diagnostics[-1].status[0]
+    assert status.level == DiagnosticStatus.OK and "inactive" in status.message
+    assert diagnostics[-1].header.stamp.sec > 0
