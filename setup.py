@@ -7,6 +7,7 @@ core = [
     "torchvision>=0.16",
     "timm>=1.0.9",
     "roma>=1.4",
+    "transforms3d>=0.4.1,<0.5",  # quaternions of the TF frames (lighthmr_ros.ros.tf_frames)
     "smplx>=0.1.28",
     "anny>=0.6",
     "opencv-python-headless>=4.8",
