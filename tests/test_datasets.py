@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from lighthmr_ros.errors import DatasetError
 from lighthmr_ros.training.datasets import create_dataset
@@ -170,3 +171,46 @@ def test_warp_moves_image_content_exactly_like_the_points(zoom):
     centroid = np.array([(xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()])
     np.testing.assert_allclose(centroid, out.persons[0].center, atol=0.25)
     np.testing.assert_allclose(out.K[:2, 2], A[:, 2])
+
+
+def test_agora_holds_no_dataframe_and_maps_its_arrays(agora_root):
+    import pandas as pd
+
+    ds = create_dataset("agora", agora_root[0], split="validation")
+    rows, arrays = ds._frames[0]
+    assert all(isinstance(a, np.memmap) for a in arrays.values()) and set(arrays) == {"joints_2d", "joints_3d", "vertices"}
+    assert arrays["vertices"].dtype == np.float32 and arrays["vertices"].shape == (6, 64, 3)
+    assert not any(isinstance(v, pd.DataFrame) for v in vars(ds).values())
+    again = create_dataset("agora", agora_root[0], split="validation")  # second process: reads the cache
+    np.testing.assert_array_equal(again[1].persons[2].vertices, ds[1].persons[2].vertices)
+
+
+def test_agora_missing_fits_warn_once_with_counts(agora_root, tmp_path, caplog):
+    import shutil
+
+    root = tmp_path / "agora"
+    shutil.copytree(agora_root[0], root, ignore=shutil.ignore_patterns(".lighthmr_cache"))
+    fits = sorted(root.rglob("fixture_*.pkl"))
+    fits[0].unlink()
+    with caplog.at_level("WARNING"):
+        ds = create_dataset("agora", root, split="validation")
+    warnings = [r.message for r in caplog.records if "no SMPL-X fit" in r.message]
+    assert len(warnings) == 1 and "1 of 6 people" in warnings[0]
+    people = [p for i in range(len(ds)) for p in ds[i].persons]
+    assert sum(p.rotvec is None for p in people) == 1 and all(p.joints_3d is not None for p in people)
+
+
+def test_invalid_people_are_neither_positives_nor_negatives():
+    from lighthmr_ros.training.losses import focal_loss
+    from lighthmr_ros.training.targets import ignored_cells
+
+    center = torch.tensor([[10.0, 10.0], [100.0, 100.0]])  # 16 px cells on 128 px: cells 0 and 6*8+6
+    bidx, valid = torch.tensor([0, 0]), torch.tensor([True, False])
+    locs, keep, _ = token_locations(center, bidx, 1, (8, 8), 128, valid)
+    assert keep.tolist() == [True, False] and locs[0].tolist() == [0]
+    ignore = ignored_cells(center, bidx, valid, 1, (8, 8), 128)
+    assert ignore.sum() == 1 and bool(ignore[0, 54])
+    logits, target = torch.full((1, 64), -5.0), torch.zeros(1, 64)
+    logits[0, 54] = 5.0  # confident on the invalid person: no penalty
+    target[0, 0], logits[0, 0] = 1.0, 5.0
+    assert float(focal_loss(logits, target, ignore=ignore)) < 0.01 < float(focal_loss(logits, target))

@@ -19,6 +19,16 @@ open-mmlab/mmhuman3d data_converters/agora.py):
     X_cam = Rx(pitch) Ry(-camYaw) (Ry(Yaw-90) diag(1,-1,-1) X_smplx + trans - cam_pos), so the
     camera-frame global orientation is Rx(pitch) Ry(-camYaw) Ry(Yaw-90) diag(1,-1,-1) R_go.
 
+Memory: a ``withjv`` dataframe holds every person's 10475 x 3 vertices (GBs per file). Each dataframe is
+converted once into a cache of memory-mapped arrays (joints, float32 vertices) plus a small JSON index
+(``cache_dir``, default ``<root>/.lighthmr_cache`` or ~/.cache/lighthmr/agora; one process converts under a file lock, the others
+wait), so every rank of a DDP job maps the same pages instead of holding its own copy.
+
+Protocol rule (agora_evaluation): people with ``isValid`` False (occlusion outside 0-90 %) are neither
+matched nor missed; in training they are neither detection positives nor negatives (``valid``).
+People whose SMPL-X fit file is missing keep their joints and vertices but have no rotation targets;
+the reader warns once with the count.
+
 Supervision: rotations of joints 0-24 (body, jaw, eyes; hands are left out because AGORA's hand
 poses are relative to the hand mean while our SMPL-X uses flat_hand_mean=True), camera-frame joints and
 vertices from the dataframe. Betas of the gendered/kid fits are not neutral-model betas: not
@@ -27,6 +37,11 @@ supervised unless ``use_betas=True`` (e.g. with ``fits_dir`` at the neutral-gend
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import logging
+import os
 import pickle
 from pathlib import Path
 
@@ -37,7 +52,10 @@ from lighthmr_ros.errors import DatasetError
 from lighthmr_ros.training.datasets import HMRDataset, read_rgb
 from lighthmr_ros.training.targets import HEAD_JOINT, NUM_SMPLX_POSE_JOINTS, PersonTarget, Sample
 
+log = logging.getLogger(__name__)
 FULL_WIDTH = 3840
+CACHE_VERSION = 1
+PERSON_COLUMNS = ("Yaw", "isValid", "gender", "kid", "gt_path_smplx")
 SENSOR_MM = (36.0, 20.25)
 # (substring of the image name, focal mm, camera yaw deg or None = from the row, pitch deg)
 CAMERA_RULES = (("hdri", 50.0, 0.0, 0.0), ("cam00", 18.0, 135.0, 30.0), ("cam01", 18.0, -135.0, 30.0),
@@ -84,16 +102,88 @@ def load_fit(path: Path) -> dict[str, np.ndarray] | None:
         "right_hand_pose", "betas", "expression", "transl")}
 
 
+def default_cache_dir(root: Path) -> Path:
+    """Beside the data when that folder is writable, else the user's cache (clusters mount data read-only)."""
+    if os.access(root, os.W_OK):
+        return root / ".lighthmr_cache"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lighthmr" / "agora"
+
+
+def _plain(value):
+    """JSON-friendly scalar (numpy scalars, tensors, None)."""
+    if hasattr(value, "item"):
+        return value.item()
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _convert_dataframe(path: Path, folder: Path, with_vertices: bool) -> None:
+    """One dataframe -> joints_2d/joints_3d (float64) [+ vertices (float32)].npy, a row per person, + index.json."""
+    import pandas as pd
+
+    try:
+        df = pd.read_pickle(path)
+    except Exception as exc:
+        raise DatasetError(f"cannot read AGORA dataframe {path} ({exc}).") from exc
+    if "imgPath" not in df.columns or "gt_joints_2d" not in df.columns:
+        raise DatasetError(f"{path} is not an AGORA ground-truth dataframe (no imgPath/gt_joints_2d columns).")
+    rows, total = [], 0
+    for r in range(len(df)):
+        row = df.iloc[r]
+        n = len(row["gt_joints_2d"])
+        entry = {"imgPath": str(row["imgPath"]), "camYaw": float(row.get("camYaw", 0.0) or 0.0), "start": total, "count": n}
+        for col in PERSON_COLUMNS:
+            if col in df.columns and row[col] is not None:
+                entry[col] = [_plain(v) for v in list(row[col])]
+        rows.append(entry)
+        total += n
+    first = df.iloc[0]
+    shapes = {"joints_2d": (_array(first["gt_joints_2d"][0])[:, :2]).shape,
+              "joints_3d": _array(first["gt_joints_3d"][0]).shape}
+    columns = {"joints_2d": "gt_joints_2d", "joints_3d": "gt_joints_3d"}
+    if with_vertices and "gt_verts" in df.columns:
+        shapes["vertices"], columns["vertices"] = _array(first["gt_verts"][0]).shape, "gt_verts"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, shape in shapes.items():
+        dtype = np.float32 if name == "vertices" else np.float64  # joints exact; vertices are the bulk
+        out = np.lib.format.open_memmap(folder / f"{name}.npy.tmp", mode="w+", dtype=dtype, shape=(total, *shape))
+        for r, entry in enumerate(rows):
+            values = df.iloc[r][columns[name]]
+            for k in range(entry["count"]):
+                a = _array(values[k])
+                out[entry["start"] + k] = a[: shape[0], : shape[1]]
+        out.flush()
+        del out
+        os.replace(folder / f"{name}.npy.tmp", folder / f"{name}.npy")
+    (folder / "index.json").write_text(json.dumps({"version": CACHE_VERSION, "rows": rows}))
+
+
+def load_frame_cache(path: Path, cache_dir: Path, with_vertices: bool) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The dataframe's light index and memory-mapped arrays, converting it first if no process has yet."""
+    st = path.stat()
+    tag = hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{with_vertices}".encode()).hexdigest()[:12]
+    folder = cache_dir / f"{path.stem}-{tag}"
+    index = folder / "index.json"
+    if not index.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with open(cache_dir / f"{folder.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one converter; the others wait, then find it done
+            if not index.is_file():
+                log.info("converting AGORA dataframe %s into %s (once)", path, folder)
+                _convert_dataframe(path, folder, with_vertices)
+    rows = json.loads(index.read_text())["rows"]
+    arrays = {p.stem: np.load(p, mmap_mode="r") for p in folder.glob("*.npy")}
+    return rows, arrays
+
+
 class AgoraDataset(HMRDataset):
     """One item per image; ``resolution`` 1280 uses the ``_1280x720.png`` copies, 3840 the full frames."""
 
     name = "agora"
 
     def __init__(self, root, split: str = "train", subsample: int = 1, resolution: int = 1280,
-                 use_betas: bool = False, with_vertices: bool = True, fits_dir: str | None = None):
+                 use_betas: bool = False, with_vertices: bool = True, fits_dir: str | None = None,
+                 cache_dir: str | None = None):
         super().__init__(root, split, subsample)
-        import pandas as pd
-
         split = {"val": "validation"}.get(split, split)
         frames = sorted(self.root.rglob(f"{split}_*_withjv.pkl"))
         if not frames:
@@ -105,19 +195,25 @@ class AgoraDataset(HMRDataset):
         # gt_path_smplx is relative to the release folder (agora_evaluation joins it with the data path);
         # fits_dir points elsewhere, e.g. at the neutral-gender refits (then use_betas=True makes sense)
         self.fits_dir = Path(fits_dir).expanduser() if fits_dir else self.root
-        self._frames = []
+        cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(self.root)
+        self._frames: list[tuple[list[dict], dict[str, np.ndarray]]] = []
+        people = missing = 0
         for path in frames:
-            try:
-                df = pd.read_pickle(path)
-            except Exception as exc:
-                raise DatasetError(f"cannot read AGORA dataframe {path} ({exc}).") from exc
-            if "imgPath" not in df.columns or "gt_joints_2d" not in df.columns:
-                raise DatasetError(f"{path} is not an AGORA ground-truth dataframe (no imgPath/gt_joints_2d columns).")
-            self._frames.append(df)
-            for r in range(len(df)):
+            rows, arrays = load_frame_cache(path, cache, with_vertices)
+            self._frames.append((rows, arrays))
+            for r, row in enumerate(rows):
                 self.items.append((len(self._frames) - 1, r))
+                for rel in row.get("gt_path_smplx") or [None] * row["count"]:
+                    people += 1
+                    missing += rel is None or not self._fit_path(rel).is_file()
+        if missing:
+            log.warning("AGORA %s: %d of %d people have no SMPL-X fit under %s: their rotations are not supervised "
+                        "(joints and vertices still are)", split, missing, people, self.fits_dir)
         self._images: dict[str, Path] | None = None
         self._finish_index()
+
+    def _fit_path(self, rel: str) -> Path:
+        return self.fits_dir / str(rel).replace(".obj", ".pkl")
 
     def _image_path(self, img_path: str) -> Path:
         name = Path(img_path).name
@@ -129,45 +225,50 @@ class AgoraDataset(HMRDataset):
             raise DatasetError(f"AGORA image {name} not found under {self.root}: unzip the {self.split} image archives there.")
         return self._images[name]
 
+    def _rotations(self, fit: dict, yaw: float, cam_yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray]:
+        rotvec = np.zeros((NUM_SMPLX_POSE_JOINTS, 3))
+        R = local_to_camera_rotation(yaw, cam_yaw, pitch) @ cv2.Rodrigues(fit["global_orient"][:3])[0]
+        rotvec[0] = cv2.Rodrigues(R)[0][:, 0]
+        rotvec[1:22] = fit["body_pose"].reshape(21, 3)
+        rotvec[22] = fit.get("jaw_pose", np.zeros(3))[:3]
+        rotvec[23] = fit.get("leye_pose", np.zeros(3))[:3]
+        rotvec[24] = fit.get("reye_pose", np.zeros(3))[:3]
+        rotvec[25:40] = fit.get("left_hand_pose", np.zeros(45)).reshape(15, 3)
+        rotvec[40:55] = fit.get("right_hand_pose", np.zeros(45)).reshape(15, 3)
+        rot_valid = np.zeros(NUM_SMPLX_POSE_JOINTS, bool)
+        rot_valid[:25] = True
+        return rotvec, rot_valid
+
     def load(self, i: int) -> Sample:
         f, r = self.items[i]
-        row = self._frames[f].iloc[r]
+        rows, arrays = self._frames[f]
+        row = rows[r]
         image = read_rgb(self._image_path(row["imgPath"]))
         h, w = image.shape[:2]
         scale = w / FULL_WIDTH
-        focal, cam_yaw, pitch = agora_camera(str(row["imgPath"]), row.get("camYaw", 0.0))
+        focal, cam_yaw, pitch = agora_camera(row["imgPath"], row["camYaw"])
         K = agora_K(focal, w, h)
-        persons = []
-        n = len(row["gt_joints_2d"])
-        for p in range(n):
-            j2d = _array(row["gt_joints_2d"][p])[:, :2] * scale
-            j3d = _array(row["gt_joints_3d"][p])
-            fit = None
-            if "gt_path_smplx" in row and row["gt_path_smplx"] is not None:
-                fit = load_fit(self.fits_dir / str(row["gt_path_smplx"][p]).replace(".obj", ".pkl"))
+        persons, full_2d = [], []
+        for p in range(row["count"]):
+            k = row["start"] + p
+            j2d = np.asarray(arrays["joints_2d"][k], np.float64) * scale
+            j3d = np.asarray(arrays["joints_3d"][k], np.float64)
+            full_2d.append(j2d)
+            rels = row.get("gt_path_smplx")
+            fit = load_fit(self._fit_path(rels[p])) if rels and rels[p] is not None else None
             rotvec = rot_valid = shape = None
             if fit is not None:
-                rotvec = np.zeros((NUM_SMPLX_POSE_JOINTS, 3))
-                R = local_to_camera_rotation(float(row["Yaw"][p]), cam_yaw, pitch) @ cv2.Rodrigues(fit["global_orient"][:3])[0]
-                rotvec[0] = cv2.Rodrigues(R)[0][:, 0]
-                rotvec[1:22] = fit["body_pose"].reshape(21, 3)
-                rotvec[22] = fit.get("jaw_pose", np.zeros(3))[:3]
-                rotvec[23] = fit.get("leye_pose", np.zeros(3))[:3]
-                rotvec[24] = fit.get("reye_pose", np.zeros(3))[:3]
-                rotvec[25:40] = fit.get("left_hand_pose", np.zeros(45)).reshape(15, 3)
-                rotvec[40:55] = fit.get("right_hand_pose", np.zeros(45)).reshape(15, 3)
-                rot_valid = np.zeros(NUM_SMPLX_POSE_JOINTS, bool)
-                rot_valid[:25] = True
+                rotvec, rot_valid = self._rotations(fit, float(row["Yaw"][p]), cam_yaw, pitch)
                 if self.use_betas:
                     shape = fit["betas"]
-            valid = bool(row["isValid"][p]) if "isValid" in row else True
-            verts = _array(row["gt_verts"][p]) if self.with_vertices and "gt_verts" in row else None
+            verts = np.asarray(arrays["vertices"][k], np.float64) if "vertices" in arrays else None
             persons.append(PersonTarget(
                 center=j2d[HEAD_JOINT].copy(), joints_2d=j2d[:NUM_SMPLX_POSE_JOINTS],
                 joints_2d_valid=np.ones(min(len(j2d), NUM_SMPLX_POSE_JOINTS), bool),
                 joints_3d=j3d[:NUM_SMPLX_POSE_JOINTS], rotvec=rotvec, rot_valid=rot_valid, shape=shape,
-                vertices=verts, valid=valid, gender=str(row["gender"][p]) if "gender" in row else "neutral",
+                vertices=verts, valid=bool(row["isValid"][p]) if "isValid" in row else True,
+                gender=str(row["gender"][p]) if "gender" in row else "neutral",
                 kid=bool(row["kid"][p]) if "kid" in row else False, body="smplx",
             ))
-        return Sample(image=image, K=K, persons=persons, name=Path(str(row["imgPath"])).name, dataset="agora",
-                      extras={"joints_2d_full": [_array(row["gt_joints_2d"][p])[:, :2] * scale for p in range(n)]})
+        return Sample(image=image, K=K, persons=persons, name=Path(row["imgPath"]).name, dataset="agora",
+                      extras={"joints_2d_full": full_2d})

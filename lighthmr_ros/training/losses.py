@@ -51,11 +51,13 @@ def gaussian_heatmap(cells: torch.Tensor, batch_index: torch.Tensor, batch_size:
     return target
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,
+               ignore: torch.Tensor | None = None) -> torch.Tensor:
     """CenterNet focal loss (Law & Deng 2018; Zhou et al. 2019), normalised by the number of peaks.
 
     ``target`` is 1 at peaks and a soft Gaussian around them; negatives near a peak are down-weighted
-    by (1 - target)^beta. Works with soft teacher targets as well (peaks = cells at 1).
+    by (1 - target)^beta. Works with soft teacher targets as well (peaks = cells at 1). Cells where
+    ``ignore`` holds count neither way (AGORA's people with isValid False).
     """
     logits = logits.float()
     log_p = F.logsigmoid(logits)
@@ -64,6 +66,8 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, b
     pos = (target >= 1.0 - 1e-6).float()
     pos_loss = -((1 - p) ** alpha) * log_p * pos
     neg_loss = -((1 - target).clamp(min=0) ** beta) * (p**alpha) * log_1mp * (1 - pos)
+    if ignore is not None:
+        neg_loss = neg_loss * (~ignore.to(neg_loss.device)).float()
     return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
 
 
@@ -158,11 +162,11 @@ def person_losses(out: dict, tgt: PersonTargets, pelvis: int, head: int, image_s
 
 
 def detection_losses(out: dict, cells: torch.Tensor, batch_index: torch.Tensor, offset_target: torch.Tensor,
-                     w: LossWeights) -> dict[str, torch.Tensor]:
+                     w: LossWeights, ignore: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Focal loss on the dense score logits and L1 on the offsets of the persons' cells."""
     logits = out["score_logits"]
     target = gaussian_heatmap(cells, batch_index, logits.shape[0], out["grid"], w.heatmap_sigma)
-    losses = {"detection": focal_loss(logits, target, w.focal_alpha, w.focal_beta)}
+    losses = {"detection": focal_loss(logits, target, w.focal_alpha, w.focal_beta, ignore)}
     if cells.numel():
         pred = out["offsets"][batch_index, cells].float()
         losses["offset"] = (pred - offset_target).abs().sum(-1).mean()

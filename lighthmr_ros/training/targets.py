@@ -333,25 +333,45 @@ def collate(samples: list[Sample], size: int, select: bool = True) -> dict:
     return batch
 
 
+def token_cells(center: torch.Tensor, grid: tuple[int, int], size: int) -> torch.Tensor:
+    """Token index (row * w + col) of each 2-D centre on an h x w grid over an S x S image."""
+    h, w = grid
+    col = (center[:, 0] / (size / w)).floor().long().clamp(0, w - 1)
+    row = (center[:, 1] / (size / h)).floor().long().clamp(0, h - 1)
+    return row * w + col
+
+
 def token_locations(center: torch.Tensor, batch_index: torch.Tensor, batch_size: int, grid: tuple[int, int],
-                    size: int) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+                    size: int, valid: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Token index of each person's centre on an h x w grid over an S x S image.
 
     Returns (per-image LongTensors of token indices as ``forward_train`` wants them, a keep mask over
-    persons (False for a second person falling in an already taken cell: the nearer one keeps it),
-    and the sub-cell offset target (P,2) = centre / stride - (cell + 0.5), in cells).
+    persons (False for a second person falling in an already taken cell: the nearer one keeps it, and
+    for persons with ``valid`` False: AGORA's rule, neither positive nor negative), and the sub-cell
+    offset target (P,2) = centre / stride - (cell + 0.5), in cells).
     """
     h, w = grid
     stride_x, stride_y = size / w, size / h
-    col = (center[:, 0] / stride_x).floor().long().clamp(0, w - 1)
-    row = (center[:, 1] / stride_y).floor().long().clamp(0, h - 1)
-    token = row * w + col
-    keep = torch.ones(len(center), dtype=torch.bool)
+    token = token_cells(center, grid, size)
+    col, row = token % w, token // w
+    keep = torch.ones(len(center), dtype=torch.bool) if valid is None else valid.clone().bool()
     seen: set[tuple[int, int]] = set()
     for i, (b, t) in enumerate(zip(batch_index.tolist(), token.tolist())):
+        if not keep[i]:
+            continue
         if (b, t) in seen:
             keep[i] = False
         seen.add((b, t))
     locations = [token[keep & (batch_index == b)] for b in range(batch_size)]
     offset = torch.stack([center[:, 0] / stride_x - (col + 0.5), center[:, 1] / stride_y - (row + 0.5)], dim=-1)
     return locations, keep, offset
+
+
+def ignored_cells(center: torch.Tensor, batch_index: torch.Tensor, valid: torch.Tensor, batch_size: int,
+                  grid: tuple[int, int], size: int) -> torch.Tensor:
+    """(B, h*w) bool: the cells of persons the protocol ignores (``valid`` False), minus cells valid persons hold."""
+    mask = torch.zeros(batch_size, grid[0] * grid[1], dtype=torch.bool)
+    cells = token_cells(center, grid, size)
+    mask[batch_index[~valid], cells[~valid]] = True
+    mask[batch_index[valid], cells[valid]] = False
+    return mask

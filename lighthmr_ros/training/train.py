@@ -37,7 +37,7 @@ from lighthmr_ros.training.config import TrainConfig
 from lighthmr_ros.training.datasets import ConcatReaders, TrainingDataset, create_dataset, make_collate
 from lighthmr_ros.training.losses import detection_losses, person_losses, weighted_total
 from lighthmr_ros.training.supervision import build_person_targets
-from lighthmr_ros.training.targets import AugmentConfig, token_locations
+from lighthmr_ros.training.targets import AugmentConfig, ignored_cells, token_locations
 
 log = logging.getLogger(__name__)
 PERSON_KEYS = ("pred_cam", "dist", "rotmat", "shape", "expression", "vertices", "joints", "joints_2d", "transl", "loc")
@@ -279,7 +279,9 @@ def compute_step_losses(module, model, distiller, batch, cfg: TrainConfig, size:
     B = images.shape[0]
     grid = (model.config.grid, model.config.grid)
     center, bidx = batch["center"], batch["batch_index"]
-    locations, keep, offset_t = token_locations(center, bidx, B, grid, size)
+    valid = batch["valid"]
+    locations, keep, offset_t = token_locations(center, bidx, B, grid, size, valid)
+    ignore = ignored_cells(center, bidx, valid, B, grid, size) if not bool(valid.all()) else None
     extra = None
     if distiller is not None and distiller.cfg.teacher_locations:
         extra = [e.cpu() for e in distiller.teacher_peaks(images, K, size, grid, locations)]
@@ -294,7 +296,7 @@ def compute_step_losses(module, model, distiller, batch, cfg: TrainConfig, size:
     w = cfg.loss
     cells = torch.cat(locations).to(device)
     kept_b = bidx[keep].to(device)
-    losses = detection_losses(out, cells, kept_b, offset_t[keep].to(device), w)
+    losses = detection_losses(out, cells, kept_b, offset_t[keep].to(device), w, ignore)
     if int(keep.sum()):
         targets = build_person_targets(batch, keep, model.body, device)
         losses.update(person_losses(gt_out, targets, model.body.spec.pelvis_index, model.body.spec.head_index, size, w))
