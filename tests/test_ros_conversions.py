@@ -198,7 +198,7 @@ def test_humans_to_msg_round_trip(human_factory):
     assert (back.width, back.height) == (640, 480) and back.latency == pytest.approx(0.25)
     np.testing.assert_allclose(np.reshape(back.k, (3, 3)), k)
     assert [h.id for h in back.humans] == [3, 7]
-    for src, dst in zip(humans, back.humans):
+    for src, dst in zip(humans, back.humans, strict=True):
         arrays = msg_to_arrays(dst)
         assert dst.score == pytest.approx(src.score)
         np.testing.assert_allclose(dst.center_2d, src.center_2d, rtol=1e-6)

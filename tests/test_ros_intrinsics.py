@@ -1,4 +1,4 @@
-"""CameraInfo -> the pinhole camera the network sees: P for rectified images, K plus undistortion for raw ones.
+"""CameraInfo -> the pinhole camera the network sees: P for rectified images, K + undistortion for raw ones.
 
 Ground truth comes from OpenCV's own projection of known 3D points through K and D (a different code
 path from the undistortion maps and from our point distortion): a wrong matrix, a missing or doubled
@@ -46,7 +46,8 @@ def _points3d(n=60, seed=0) -> np.ndarray:
     return np.concatenate([xy * z, z], axis=1)
 
 
-def _project(points, k, d=np.zeros(5)) -> np.ndarray:
+def _project(points, k, d=None) -> np.ndarray:
+    d = np.zeros(5) if d is None else d
     return cv2.projectPoints(points, np.zeros(3), np.zeros(3), k, d)[0].reshape(-1, 2)
 
 
@@ -101,7 +102,7 @@ def test_undistorting_a_raw_image_puts_points_where_the_pinhole_k_projects_them(
     assert np.linalg.norm(raw_px - ideal_px, axis=1).max() > 10  # undistortion has to move them
     model = camera_model(_info(D_STRONG), W, H)
     undistorter = Undistorter()
-    for raw_pt, ideal_pt in zip(raw_px, ideal_px):
+    for raw_pt, ideal_pt in zip(raw_px, ideal_px, strict=True):
         image = np.zeros((H, W, 3), np.uint8)
         cv2.circle(image, tuple(int(round(v)) for v in raw_pt), 3, (255, 255, 255), -1)
         out = undistorter.image(image, model)

@@ -210,7 +210,8 @@ def test_parameters_change_at_runtime(ros_harness, ros_predictor):
     client = ros_harness.node.create_client(SetParameters, "/lighthmr_detect/set_parameters")
 
     def set_params(**values):
-        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        msgs = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        request = SetParameters.Request(parameters=msgs)
         return [r.successful for r in ros_harness.call(client, request).results]
 
     pub.publish(raw_frame(1))
@@ -253,13 +254,15 @@ def test_lifecycle_services_drive_the_node(ros_harness, ros_predictor):
     connected(ros_harness, pub, "/humans")
     pub.publish(raw_frame(5))
     answer(ros_harness, humans, 5)
-    assert ros_harness.call(change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
+    deactivate = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+    assert ros_harness.call(change, deactivate).success
     assert ros_harness.wait_for(lambda: pub.get_subscription_count() == 0, 10)  # unsubscribed
     received = node.stats.snapshot().received
     pub.publish(raw_frame(6))
     assert not ros_harness.wait_for(lambda: any(m.header.stamp.sec == 6 for m in humans), 1.0)
     assert node.stats.snapshot().received == received
-    assert ros_harness.call(change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CLEANUP))).success
+    cleanup = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CLEANUP))
+    assert ros_harness.call(change, cleanup).success
     assert node.predictor is None and node.publishers == {}
 
 

@@ -17,8 +17,8 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from lighthmr_ros.msg import HumanMeshArray  # noqa: E402
-from lighthmr_ros.ros.image import rgb_to_image_msg  # noqa: E402
 from lighthmr_ros.procs import stop_process  # noqa: E402
+from lighthmr_ros.ros.image import rgb_to_image_msg  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+from fixtures_ros import make_human
 
 from lighthmr_ros.ros.tracking import Tracker
-from fixtures_ros import make_human
 
 
 def walking_sequence(frames=60, fps=10.0, seed=0):
@@ -33,7 +33,7 @@ def test_ids_survive_walking():
     identity: dict[int, set[int]] = {0: set(), 1: set(), 2: set()}
     for t, seen in walking_sequence():
         out = tracker.update([make_human(pos) for _, pos in seen], t)
-        for (p, _), human in zip(seen, out):
+        for (p, _), human in zip(seen, out, strict=True):
             assert human.id > 0
             identity[p].add(human.id)
         ids = [h.id for h in out]

@@ -117,8 +117,8 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     rows = data[:full].reshape(height, step)[:, :row_bytes]
     if depth == 2:
         dtype = np.dtype(">u2" if msg.is_bigendian else "<u2")
-        pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
-        pixels = (pixels >> 8).astype(np.uint8)
+        wide = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+        pixels = (wide >> 8).astype(np.uint8)
     else:
         pixels = rows.reshape(height, width, channels)
     return _to_rgb(pixels, layout)

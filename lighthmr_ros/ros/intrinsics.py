@@ -110,7 +110,7 @@ class Undistorter:
 
     def __init__(self) -> None:
         self._key: tuple | None = None
-        self._maps: tuple[np.ndarray, np.ndarray] | None = None
+        self._maps: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
 
     def image(self, rgb: np.ndarray, model: CameraModel) -> np.ndarray:
         """``rgb`` as a pinhole camera with intrinsics ``model.k`` would see it (unchanged if undistorted)."""

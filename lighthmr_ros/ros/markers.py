@@ -9,7 +9,7 @@ deactivated or killed); the node also publishes a lone DELETEALL when it deactiv
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from std_msgs.msg import ColorRGBA

@@ -6,7 +6,7 @@ element by element: a 10k-vertex mesh costs one memory copy, not 30k Python assi
 from __future__ import annotations
 
 from array import array
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point

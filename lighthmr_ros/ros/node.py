@@ -102,7 +102,6 @@ class DetectNode(LifecycleNode):
         try:
             device = resolve_device(s.device, fallback=True)  # cuda without a GPU: one warning, then the CPU
             from lighthmr_ros.inference import Predictor
-
             from lighthmr_ros.perf import build_off_main_thread
 
             # Built in a short-lived thread: torch work in the main thread would slow every forward
@@ -336,7 +335,8 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (LightHMRError, ParameterException) as exc:
-        hint = " (give doubles with a decimal point, e.g. 70.0)" if isinstance(exc, InvalidParameterTypeException) else ""
+        typed = isinstance(exc, InvalidParameterTypeException)
+        hint = " (give doubles with a decimal point, e.g. 70.0)" if typed else ""
         print(f"lighthmr-detect: {exc}{hint}", file=sys.stderr)
         code = 2
     finally:

@@ -160,4 +160,4 @@ def validate(parameters) -> SetParametersResult:
 def read_settings(node) -> Settings:
     """Current values of every parameter as one frozen Settings object."""
     values = node.get_parameters([spec.name for spec in PARAMS])
-    return Settings(**{spec.name: p.value for spec, p in zip(PARAMS, values)})
+    return Settings(**{spec.name: p.value for spec, p in zip(PARAMS, values, strict=True)})

@@ -137,7 +137,7 @@ class FramePipeline:
             [rgb for _, rgb, _, _ in ready], K=[k for _, _, k, _ in ready], fov_deg=opts.fov_deg,
             det_threshold=opts.det_threshold, nms_kernel=opts.nms_kernel, max_humans=opts.max_humans,
             with_vertices=want_vertices)
-        for (index, rgb, k, model), humans in zip(ready, results):
+        for (index, rgb, k, model), humans in zip(ready, results, strict=True):
             outputs[index] = self._finish(frames[index], rgb, k, model, humans, opts)
         return outputs
 

@@ -6,8 +6,8 @@ in the association distance. Ids start at 1 (0 means "not tracked" in HumanMesh)
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -67,19 +67,19 @@ class Tracker:
             cost = np.linalg.norm(diff, axis=-1)
             cost = np.where(np.isfinite(cost), cost, 1e9)
             rows, cols = linear_sum_assignment(np.where(cost <= self.gate_m, cost, 1e9))
-            for r, c in zip(rows.tolist(), cols.tolist()):
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
                 if cost[r, c] > self.gate_m:
                     continue
                 self._correct(self.tracks[r], positions[c], stamp_s)
                 ids[c] = self.tracks[r].id
                 matched_tracks.add(r)
-        for c, h in enumerate(humans):
+        for c in range(len(humans)):
             if ids[c] == 0 and np.all(np.isfinite(positions[c])):
                 track = Track(self._next_id, positions[c].copy(), np.zeros(3), stamp_s)
                 self._next_id += 1
                 self.tracks.append(track)
                 ids[c] = track.id
-        return [dataclasses.replace(h, id=i) for h, i in zip(humans, ids)]
+        return [dataclasses.replace(h, id=i) for h, i in zip(humans, ids, strict=True)]
 
     @staticmethod
     def _correct(track: Track, position: np.ndarray, stamp_s: float) -> None:
