@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,25 +210,38 @@ PREDICT_BODY = {
 }
 
 
+class ModelState:
+    """The app's model: "loading" (built in the background at start-up), "ok" with its worker, or "error"."""
+
+    def __init__(self, worker: InferenceWorker | None = None):
+        self.worker = worker
+        self.status = "ok" if worker is not None else "loading"
+        self.message: str | None = None
+
+    async def load(self, settings: WebSettings) -> None:
+        """Build the Predictor in a thread; a failure is kept for /api/health and /api/predict to report."""
+        try:
+            built = await asyncio.to_thread(build_predictor, settings)
+            self.worker, self.status = InferenceWorker(built, settings.max_waiting), "ok"
+            log.info("model ready: %s on %s", self.worker.body_model, getattr(built, "device", "?"))
+        except Exception as exc:  # reported by /api/health and /api/predict
+            log.error("cannot load the model: %s", exc)
+            self.status, self.message = "error", str(exc)
+
+    def ready_worker(self) -> InferenceWorker:
+        if self.worker is None:
+            raise _Unavailable(self.message or "The model is still loading; retry in a few seconds.")
+        return self.worker
+
+
 def create_app(predictor: Any = None, settings: WebSettings | None = None) -> FastAPI:
     """The demo app; ``predictor`` (a lighthmr_ros.inference.Predictor) is loaded from settings if None."""
     settings = settings or WebSettings()
-    state: dict[str, Any] = {"worker": None, "status": "loading", "message": None}
-    if predictor is not None:
-        state.update(worker=InferenceWorker(predictor, settings.max_waiting), status="ok")
-
-    async def load() -> None:
-        try:
-            built = await asyncio.to_thread(build_predictor, settings)
-            state.update(worker=InferenceWorker(built, settings.max_waiting), status="ok")
-            log.info("model ready: %s on %s", state["worker"].body_model, getattr(built, "device", "?"))
-        except Exception as exc:  # reported by /api/health and /api/predict
-            log.error("cannot load the model: %s", exc)
-            state.update(status="error", message=str(exc))
+    model = ModelState(InferenceWorker(predictor, settings.max_waiting) if predictor is not None else None)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        task = asyncio.create_task(load()) if state["worker"] is None else None
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(model.load(settings)) if model.worker is None else None
         yield
         if task is not None and not task.done():
             task.cancel()
@@ -239,7 +253,7 @@ def create_app(predictor: Any = None, settings: WebSettings | None = None) -> Fa
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.model = state
+    app.state.model = model
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -247,16 +261,19 @@ def create_app(predictor: Any = None, settings: WebSettings | None = None) -> Fa
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "If-None-Match"],
         )
+    _add_error_handlers(app)
+    _add_model_routes(app, model, settings)
+    _add_predict_route(app, model, settings)
+    _add_front_end(app, settings)  # last: it serves "/" and everything the API does not
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Our exceptions -> JSON ``{"detail": ...}`` with the status (and Retry-After) a client can act on."""
 
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, exc: UploadError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
-
-    def ready_worker() -> InferenceWorker:
-        if state["worker"] is None:
-            detail = state["message"] or "The model is still loading; retry in a few seconds."
-            raise _Unavailable(detail)
-        return state["worker"]
 
     @app.exception_handler(BusyError)
     async def busy_error(request: Request, exc: BusyError) -> JSONResponse:
@@ -270,14 +287,18 @@ def create_app(predictor: Any = None, settings: WebSettings | None = None) -> Fa
     async def unavailable(request: Request, exc: _Unavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
+
+def _add_model_routes(app: FastAPI, model: ModelState, settings: WebSettings) -> None:
+    """/api/health (answers while predictions run) and /api/topology (cached by ETag)."""
+
     @app.get("/api/health", response_model=HealthResponse, tags=["api"])
     async def health() -> HealthResponse:
         """Liveness and model state; answers while predictions run."""
-        worker: InferenceWorker | None = state["worker"]
+        worker = model.worker
         return HealthResponse(
-            status=state["status"],
+            status=model.status,
             version=__version__,
-            message=state["message"],
+            message=model.message,
             body_model=worker.body_model if worker else None,
             device=str(getattr(worker.predictor, "device", "")) if worker else None,
             busy=worker.busy if worker else False,
@@ -292,19 +313,28 @@ def create_app(predictor: Any = None, settings: WebSettings | None = None) -> Fa
              responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}})
     async def topology(request: Request) -> Response:
         """Mesh faces and skeleton of the body model; fetch once, revalidate with If-None-Match."""
-        worker = ready_worker()
+        worker = model.ready_worker()
         etag = worker.topology.etag
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
             return Response(status_code=304, headers=headers)
         return Response(worker.topology_json, media_type="application/json", headers=headers)
 
-    @app.post("/api/predict", response_model=PredictResponse, tags=["api"], openapi_extra={"requestBody": PREDICT_BODY},
-              responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"},
-                         503: {"description": "model loading or server busy"}})
+
+def _add_predict_route(app: FastAPI, model: ModelState, settings: WebSettings) -> None:
+    """/api/predict: one multipart upload in, the people found in it out; limits from ``settings``."""
+
+    responses: dict[int | str, dict[str, Any]] = {
+        413: {"description": "upload or image too large"},
+        415: {"description": "not an image"},
+        503: {"description": "model loading or server busy"},
+    }
+
+    @app.post("/api/predict", response_model=PredictResponse, tags=["api"],
+              openapi_extra={"requestBody": PREDICT_BODY}, responses=responses)
     async def predict(request: Request) -> PredictResponse:
         """Detect people in one uploaded image and recover their meshes (camera optical frame, metres)."""
-        worker = ready_worker()
+        worker = model.ready_worker()
         body = await read_body(
             request.headers.get("content-length"), request.stream(), settings.max_upload_bytes + FORM_OVERHEAD
         )
@@ -318,19 +348,21 @@ def create_app(predictor: Any = None, settings: WebSettings | None = None) -> Fa
         params = parse_params(form.fields, settings)
         return await worker.predict(part.data, params, settings.max_pixels)
 
+
+def _add_front_end(app: FastAPI, settings: WebSettings) -> None:
+    """The built front end at "/", or a page saying how to build it."""
     static_dir = Path(settings.static_dir) if settings.static_dir else STATIC_DIR
     if (static_dir / "index.html").is_file():
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="static")
-    else:
-        @app.get("/", include_in_schema=False)
-        async def not_built() -> HTMLResponse:
-            return HTMLResponse(
-                "<h1>lighthmr demo</h1><p>The front end is not built: run <code>scripts/build_web.sh</code>"
-                " (or <code>make demo</code>). The API works: see <a href='/docs'>/docs</a>.</p>",
-                status_code=503,
-            )
+        return
 
-    return app
+    @app.get("/", include_in_schema=False)
+    async def not_built() -> HTMLResponse:
+        return HTMLResponse(
+            "<h1>lighthmr demo</h1><p>The front end is not built: run <code>scripts/build_web.sh</code>"
+            " (or <code>make demo</code>). The API works: see <a href='/docs'>/docs</a>.</p>",
+            status_code=503,
+        )
 
 
 class _Unavailable(Exception):
