@@ -113,6 +113,52 @@ def read_checkpoint(path: str | Path) -> dict:
     return payload
 
 
+# What every front end (CLI, node, web) says when a synthetic-only model runs: it finds phantom
+# people in real photos and misses real ones. One sentence, pointing at the real-image teacher.
+DEMO_MODEL_NOTICE = ("synthetic demo model: not trained on real people; for a real camera run "
+                     "`lighthmr download multiHMR_672_L_anny --accept-licence` and use the checkpoint "
+                     "multiHMR_672_L_anny")
+
+
+def synthetic_only(info: dict | None) -> bool:
+    """True when a checkpoint's provenance lists its training data and all of it is synthetic."""
+    if not info or info.get("kind") != "lighthmr":
+        return False
+    datasets = (info.get("provenance") or {}).get("datasets") or []
+    names = [d.get("dataset") if isinstance(d, dict) else d for d in datasets]
+    return bool(names) and all(n == "synthetic" for n in names)
+
+
+def model_notice(model: torch.nn.Module) -> str | None:
+    """DEMO_MODEL_NOTICE for a model loaded from a synthetic-only checkpoint, else None."""
+    return DEMO_MODEL_NOTICE if synthetic_only(getattr(model, "checkpoint_info", None)) else None
+
+
+def checkpoint_notice(path: str | Path) -> str | None:
+    """The same for a checkpoint file, read lazily (memory-mapped: no weights are loaded)."""
+    try:
+        path = resolve_checkpoint(path)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (LightHMRError, OSError, RuntimeError, pickle.UnpicklingError, ValueError):
+        return None  # unreadable files get their own error when loaded
+    if not isinstance(payload, dict):
+        return None
+    kind = checkpoint_kind(payload)
+    return DEMO_MODEL_NOTICE if synthetic_only({"kind": kind, "provenance": payload.get("provenance")}) else None
+
+
+def planned_model_notice(checkpoint: str | Path | None, config: str | None) -> str | None:
+    """The notice for the model a Predictor(checkpoint, config) would run (None: the bundled default)."""
+    if checkpoint is None:
+        if config:
+            return None
+        from lighthmr_ros.inference import DEFAULT_CHECKPOINT
+
+        checkpoint = DEFAULT_CHECKPOINT
+    return checkpoint_notice(checkpoint)
+
+
 def checkpoint_kind(payload: dict) -> str:
     """"lighthmr", "multihmr" (SMPL-X), "multihmr_anny" or "unknown"."""
     if payload.get("format") == FORMAT:
