@@ -16,6 +16,7 @@ non-learned buffers are taken from the file as stored (its outputs depend on the
 A checkpoint argument may also be the name of an official file (``multiHMR_672_L_anny``):
 it resolves to the copy ``lighthmr download`` keeps in the cache (lighthmr_ros.download).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,9 @@ def _plain(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def save_checkpoint(path: str | Path, model: HMRModel, provenance: dict, extra: dict | None = None, half: bool = False) -> Path:
+def save_checkpoint(
+    path: str | Path, model: HMRModel, provenance: dict, extra: dict | None = None, half: bool = False
+) -> Path:
     """Write ``model`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
     state = {}
@@ -92,14 +95,18 @@ def read_checkpoint(path: str | Path) -> dict:
     """The raw dict of a checkpoint file (safe loading); CheckpointError for anything unusable."""
     path = resolve_checkpoint(path)
     if not path.is_file():
-        raise CheckpointError(f"Checkpoint {path} does not exist; give the path of a .pt file written by lighthmr or Multi-HMR.")
+        raise CheckpointError(
+            f"Checkpoint {path} does not exist; give the path of a .pt file written by lighthmr or Multi-HMR."
+        )
     is_zip = zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not is_zip:  # not a torch.save file at all (or a damaged legacy one)
-            raise CheckpointError(f"Checkpoint {path} is truncated or not a PyTorch file; download or copy it again.") from exc
+            raise CheckpointError(
+                f"Checkpoint {path} is truncated or not a PyTorch file; download or copy it again."
+            ) from exc
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" (found {found.group(1)})" if found else ""
         raise CheckpointError(
@@ -107,17 +114,23 @@ def read_checkpoint(path: str | Path) -> dict:
             "unpickled for safety; re-save its weights as a plain dict of tensors."
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"Checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}); download or copy it again.") from exc
+        raise CheckpointError(
+            f"Checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}); download or copy it again."
+        ) from exc
     if not isinstance(payload, dict):
-        raise CheckpointError(f"Checkpoint {path} holds a {type(payload).__name__}, not a checkpoint dict; pass a lighthmr or Multi-HMR checkpoint.")
+        raise CheckpointError(
+            f"Checkpoint {path} holds a {type(payload).__name__}, not a checkpoint dict; pass a lighthmr or Multi-HMR checkpoint."
+        )
     return payload
 
 
 # What every front end (CLI, node, web) says when a synthetic-only model runs: it finds phantom
 # people in real photos and misses real ones. One sentence, pointing at the real-image teacher.
-DEMO_MODEL_NOTICE = ("synthetic demo model: not trained on real people; for a real camera run "
-                     "`lighthmr download multiHMR_672_L_anny --accept-licence` and use the checkpoint "
-                     "multiHMR_672_L_anny")
+DEMO_MODEL_NOTICE = (
+    "synthetic demo model: not trained on real people; for a real camera run "
+    "`lighthmr download multiHMR_672_L_anny --accept-licence` and use the checkpoint "
+    "multiHMR_672_L_anny"
+)
 
 
 def synthetic_only(info: dict | None) -> bool:
@@ -145,7 +158,9 @@ def checkpoint_notice(path: str | Path) -> str | None:
     if not isinstance(payload, dict):
         return None
     kind = checkpoint_kind(payload)
-    return DEMO_MODEL_NOTICE if synthetic_only({"kind": kind, "provenance": payload.get("provenance")}) else None
+    return (
+        DEMO_MODEL_NOTICE if synthetic_only({"kind": kind, "provenance": payload.get("provenance")}) else None
+    )
 
 
 def planned_model_notice(checkpoint: str | Path | None, config: str | None) -> str | None:
@@ -160,12 +175,16 @@ def planned_model_notice(checkpoint: str | Path | None, config: str | None) -> s
 
 
 def checkpoint_kind(payload: dict) -> str:
-    """"lighthmr", "multihmr" (SMPL-X), "multihmr_anny" or "unknown"."""
+    """ "lighthmr", "multihmr" (SMPL-X), "multihmr_anny" or "unknown"."""
     if payload.get("format") == FORMAT:
         return "lighthmr"
     if "model_state_dict" in payload:
         state = payload["model_state_dict"]
-        if isinstance(state, dict) and "dec_pos_emb" in state and any(k.startswith("encoder.backbone.") for k in state):
+        if (
+            isinstance(state, dict)
+            and "dec_pos_emb" in state
+            and any(k.startswith("encoder.backbone.") for k in state)
+        ):
             return "multihmr_anny"
         return "multihmr"
     return "unknown"
@@ -187,43 +206,67 @@ def official_anny_config(state: dict, args: argparse.Namespace | None, path: Pat
         inner = int(state["decoder.transformer.layers.0.1.fn.to_q.weight"].shape[0])
         mlp = int(state["decoder.transformer.layers.0.2.fn.net.0.weight"].shape[0])
     except KeyError as exc:
-        raise CheckpointError(f"Checkpoint {path} lacks the Multi-HMR-Anny weight {exc.args[0]!r}; "
-                              "it is not a Multi-HMR-Anny checkpoint.") from None
+        raise CheckpointError(
+            f"Checkpoint {path} lacks the Multi-HMR-Anny weight {exc.args[0]!r}; "
+            "it is not a Multi-HMR-Anny checkpoint."
+        ) from None
     if width not in _DINO_BY_WIDTH:
-        raise CheckpointError(f"Checkpoint {path} has a {width}-wide backbone, not a DINOv2 ViT-S/B/L; "
-                              "it is not a supported Multi-HMR-Anny checkpoint.")
+        raise CheckpointError(
+            f"Checkpoint {path} has a {width}-wide backbone, not a DINOv2 ViT-S/B/L; "
+            "it is not a supported Multi-HMR-Anny checkpoint."
+        )
     vit = _DINO_BY_WIDTH[width]
     blocks = len({k.split(".")[3] for k in state if k.startswith("encoder.backbone.blocks.")})
     if blocks != _DINO_DEPTH[vit]:
-        raise CheckpointError(f"Checkpoint {path} has a {width}-wide backbone with {blocks} blocks; "
-                              f"DINOv2 {vit} has {_DINO_DEPTH[vit]}, so the file is damaged or not supported.")
-    grid = int(round(cells ** 0.5))
+        raise CheckpointError(
+            f"Checkpoint {path} has a {width}-wide backbone with {blocks} blocks; "
+            f"DINOv2 {vit} has {_DINO_DEPTH[vit]}, so the file is damaged or not supported."
+        )
+    grid = int(round(cells**0.5))
     if grid * grid != cells:
-        raise CheckpointError(f"Checkpoint {path} has a position table of {cells} cells, not a square grid; "
-                              "the file is damaged.")
+        raise CheckpointError(
+            f"Checkpoint {path} has a position table of {cells} cells, not a square grid; "
+            "the file is damaged."
+        )
     backbone = getattr(args, "backbone", None)
     if backbone and not str(backbone).endswith(vit):
-        raise CheckpointError(f"Checkpoint {path} says backbone {backbone!r} but holds {vit} weights; the file is inconsistent.")
+        raise CheckpointError(
+            f"Checkpoint {path} says backbone {backbone!r} but holds {vit} weights; the file is inconsistent."
+        )
     img_size = getattr(args, "img_size", None)
     if isinstance(img_size, (list, tuple)):
         img_size = img_size[0]
     if img_size is not None and int(img_size) != grid * 14:
-        raise CheckpointError(f"Checkpoint {path} says img_size {img_size} but its position table is for "
-                              f"{grid * 14} px; the file is inconsistent.")
+        raise CheckpointError(
+            f"Checkpoint {path} says img_size {img_size} but its position table is for "
+            f"{grid * 14} px; the file is inconsistent."
+        )
     if getattr(args, "simple_depth_encoding", 1) != 1:
-        raise CheckpointError(f"Checkpoint {path} uses simple_depth_encoding={args.simple_depth_encoding}; "
-                              "only upstream's simple depth encoding (1) is implemented.")
+        raise CheckpointError(
+            f"Checkpoint {path} uses simple_depth_encoding={args.simple_depth_encoding}; "
+            "only upstream's simple depth encoding (1) is implemented."
+        )
     centre = getattr(args, "person_center", "head")
     if centre != "head":
         raise CheckpointError(f"Checkpoint {path} centres persons on {centre!r}; only 'head' is implemented.")
     heads = int(getattr(args, "xat_heads", 16) or 16)
     dim_head = int(getattr(args, "xat_dim_head", 0) or inner // heads)
     if heads * dim_head != inner:
-        raise CheckpointError(f"Checkpoint {path}: xat_heads {heads} x xat_dim_head {dim_head} does not match "
-                              f"its {inner}-wide attention; the file is inconsistent.")
+        raise CheckpointError(
+            f"Checkpoint {path}: xat_heads {heads} x xat_dim_head {dim_head} does not match "
+            f"its {inner}-wide attention; the file is inconsistent."
+        )
     depth = len({k.split(".")[3] for k in state if k.startswith("decoder.transformer.layers.")})
-    return get_config(f"multihmr_anny_{vit}", image_size=grid * 14, hph_dim=dim, hph_depth=depth, hph_heads=heads,
-                      hph_dim_head=dim_head, hph_mlp_dim=mlp, num_betas=num_betas)
+    return get_config(
+        f"multihmr_anny_{vit}",
+        image_size=grid * 14,
+        hph_dim=dim,
+        hph_depth=depth,
+        hph_heads=heads,
+        hph_dim_head=dim_head,
+        hph_mlp_dim=mlp,
+        num_betas=num_betas,
+    )
 
 
 def official_config(state: dict, args: argparse.Namespace | None, path: Path | str = "") -> ModelConfig:
@@ -234,17 +277,25 @@ def official_config(state: dict, args: argparse.Namespace | None, path: Path | s
         hph_dim = int(state["x_attention_head.transformer.pos_embedding"].shape[-1])
         num_betas = int(state["x_attention_head.decshape.weight"].shape[0])
     except KeyError as exc:
-        raise CheckpointError(f"Checkpoint {path} lacks the Multi-HMR weight {exc.args[0]!r}; it is not a Multi-HMR checkpoint.") from None
+        raise CheckpointError(
+            f"Checkpoint {path} lacks the Multi-HMR weight {exc.args[0]!r}; it is not a Multi-HMR checkpoint."
+        ) from None
     if width not in _DINO_BY_WIDTH:
-        raise CheckpointError(f"Checkpoint {path} has a {width}-wide backbone, not a DINOv2 ViT-S/B/L; it is not a supported Multi-HMR checkpoint.")
-    depth = len({k.split(".")[4] for k in state if k.startswith("x_attention_head.transformer.transformer.layers.")})
+        raise CheckpointError(
+            f"Checkpoint {path} has a {width}-wide backbone, not a DINOv2 ViT-S/B/L; it is not a supported Multi-HMR checkpoint."
+        )
+    depth = len(
+        {k.split(".")[4] for k in state if k.startswith("x_attention_head.transformer.transformer.layers.")}
+    )
     qkv = state["x_attention_head.transformer.transformer.layers.0.0.fn.to_qkv.weight"]
     mlp = state["x_attention_head.transformer.transformer.layers.0.2.fn.net.0.weight"]
     heads = int(getattr(args, "xat_num_heads", 8) or 8)
     name = f"multihmr_{_DINO_BY_WIDTH[width]}"
     backbone = getattr(args, "backbone", None)
     if backbone and not str(backbone).endswith(_DINO_BY_WIDTH[width]):
-        raise CheckpointError(f"Checkpoint {path} says backbone {backbone!r} but holds {_DINO_BY_WIDTH[width]} weights; the file is inconsistent.")
+        raise CheckpointError(
+            f"Checkpoint {path} says backbone {backbone!r} but holds {_DINO_BY_WIDTH[width]} weights; the file is inconsistent."
+        )
     layers = tuple(dict.fromkeys(k.split(".")[1] for k in state if k.startswith("smpl_layer.")))
     preferred = f"neutral_{num_betas}"
     if preferred in layers:  # the layer with the predicted number of betas runs forward
@@ -281,8 +332,12 @@ def _load_weights(model: HMRModel, state: dict, path: Path | str, what: str) -> 
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]!r})")
         if wrong:
-            parts.append(f"{len(wrong)} of another shape (first {wrong[0]!r}: {tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})")
-        raise CheckpointError(f"Checkpoint {path} does not fit the {what} model: {', '.join(parts)}; use the config it was trained with.")
+            parts.append(
+                f"{len(wrong)} of another shape (first {wrong[0]!r}: {tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})"
+            )
+        raise CheckpointError(
+            f"Checkpoint {path} does not fit the {what} model: {', '.join(parts)}; use the config it was trained with."
+        )
     model.load_state_dict(state, strict=False)
 
 
@@ -306,16 +361,22 @@ def load_checkpoint(
     kind = checkpoint_kind(payload)
     if kind == "lighthmr":
         if int(payload.get("version", 0)) > VERSION:
-            raise CheckpointError(f"Checkpoint {path} has format version {payload.get('version')}; upgrade lighthmr_ros to read it.")
+            raise CheckpointError(
+                f"Checkpoint {path} has format version {payload.get('version')}; upgrade lighthmr_ros to read it."
+            )
         try:
             config = ModelConfig.from_dict(payload["config"])
         except (LightHMRError, TypeError, KeyError) as exc:
-            raise CheckpointError(f"Checkpoint {path} has an unreadable model config ({exc}); it was written by an incompatible lighthmr_ros.") from exc
+            raise CheckpointError(
+                f"Checkpoint {path} has an unreadable model config ({exc}); it was written by an incompatible lighthmr_ros."
+            ) from exc
         name = payload.get("body_model", config.body_model)
         body = body_model if isinstance(body_model, torch.nn.Module) else name
         model = create_model(config, body_model=body, smplx_model_dir=smplx_model_dir)
         if model.body.spec.name != name:
-            raise CheckpointError(f"Checkpoint {path} was trained with the {name} body model, not {model.body.spec.name}; pass body_model={name!r}.")
+            raise CheckpointError(
+                f"Checkpoint {path} was trained with the {name} body model, not {model.body.spec.name}; pass body_model={name!r}."
+            )
         _load_weights(model, payload["state_dict"], path, config.name)
         info = {"kind": kind, "provenance": payload.get("provenance", {}), "extra": payload.get("extra", {})}
     elif kind == "multihmr_anny":
@@ -323,21 +384,41 @@ def load_checkpoint(
         args = payload.get("args")
         args = args if isinstance(args, argparse.Namespace) else None
         config = official_anny_config(state, args, path)
-        model = create_model(config, body_model=body_model if isinstance(body_model, torch.nn.Module) else None)
+        model = create_model(
+            config, body_model=body_model if isinstance(body_model, torch.nn.Module) else None
+        )
         _load_weights(model, state, path, config.name)
-        info = {"kind": kind, "provenance": {"source": "official Multi-HMR-Anny checkpoint", "file": Path(path).name,
-                                             "args": _plain(vars(args)) if args else {}}, "extra": {}}
+        info = {
+            "kind": kind,
+            "provenance": {
+                "source": "official Multi-HMR-Anny checkpoint",
+                "file": Path(path).name,
+                "args": _plain(vars(args)) if args else {},
+            },
+            "extra": {},
+        }
     elif kind == "multihmr":
         state = payload["model_state_dict"]
         args = payload.get("args")
         if not isinstance(state, dict):
-            raise CheckpointError(f"Checkpoint {path} has no usable model_state_dict; it is not a Multi-HMR checkpoint.")
+            raise CheckpointError(
+                f"Checkpoint {path} has no usable model_state_dict; it is not a Multi-HMR checkpoint."
+            )
         config = official_config(state, args if isinstance(args, argparse.Namespace) else None, path)
         model = create_model(config, smplx_model_dir=smplx_model_dir)
         _load_weights(model, state, path, config.name)
-        info = {"kind": kind, "provenance": {"source": "official Multi-HMR checkpoint", "file": Path(path).name,
-                                             "args": _plain(vars(args)) if isinstance(args, argparse.Namespace) else {}}, "extra": {}}
+        info = {
+            "kind": kind,
+            "provenance": {
+                "source": "official Multi-HMR checkpoint",
+                "file": Path(path).name,
+                "args": _plain(vars(args)) if isinstance(args, argparse.Namespace) else {},
+            },
+            "extra": {},
+        }
     else:
-        raise CheckpointError(f"{path} is a PyTorch file but neither a lighthmr nor a Multi-HMR checkpoint (no 'format' or 'model_state_dict' entry).")
+        raise CheckpointError(
+            f"{path} is a PyTorch file but neither a lighthmr nor a Multi-HMR checkpoint (no 'format' or 'model_state_dict' entry)."
+        )
     model.checkpoint_info = {"path": str(path), **info}
     return model.to(device).eval()
