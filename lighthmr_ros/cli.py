@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        if hasattr(args, "checkpoint") and hasattr(args, "onnx_dir"):  # runs a model: say if it is the demo one
+        if hasattr(args, "checkpoint") and hasattr(args, "onnx_dir"):  # runs a model: is it the demo one?
             from lighthmr_ros.model.checkpoint import planned_model_notice
 
-            notice = planned_model_notice(args.checkpoint, args.config)
+            notice = planned_model_notice(args.checkpoint, getattr(args, "config", None))
             if notice:
                 print(f"lighthmr {args.command}: note: {notice}", file=sys.stderr)
         return int(_module(args.command).run(args) or 0)

@@ -124,12 +124,15 @@ def test_two_process_ddp_on_cpu(fixture_env, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
            "-m", "lighthmr_ros.cli", "train", "fixture_tiny", "--output-dir", str(out), "--set", "run.max_steps=2",
-           "--set", "run.ckpt_every=1"]
+           "--set", "run.ckpt_every=1", "--set", "run.val_every=2"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout[proc.stdout.index("{"):])["step"] == 2
     assert (out / "model.pt").is_file()
-    assert [r["step"] for r in _log(out)] == ["1", "2"]  # rank 0 alone writes the log
+    rows = _log(out)
+    assert [r["step"] for r in rows] == ["1", "2", "2"]  # rank 0 alone writes the log (step 2: losses, validation)
+    # validation ran on both ranks over halves of the 3 validation images (8 people) and was summed
+    assert rows[-1]["val_bedlam_num_gt"] == "8"
 
 
 @pytest.mark.slow

@@ -21,12 +21,13 @@ checkpoints.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
 import torch
 
 from lighthmr_ros.errors import ConfigError, DatasetError
 from lighthmr_ros.training.losses import joint_index_map
-from lighthmr_ros.training.metrics import MetricAccumulator, match_2d_greedy, mpjpe, pa_mpjpe
+from lighthmr_ros.training.metrics import MetricAccumulator, match_2d_greedy, mpjpe, pa_mpjpe, summary_from_totals
 from lighthmr_ros.training.pw3d_protocol import (PROTOCOLS, SHARED_JOINTS, STANDARD, STANDARD_DET_THRESHOLD,
                                                  ThreeDPWProtocol, rounded_prf1)
 from lighthmr_ros.training.supervision import build_person_targets
@@ -55,8 +56,12 @@ def describe_protocol(dataset: str, protocol: ThreeDPWProtocol | None) -> tuple[
 @torch.no_grad()
 def evaluate_model(model, reader, size: int | None = None, device="cpu", det_threshold: float | None = None,
                    nms_kernel: int | None = None, max_humans: int = 20, progress: bool = True,
-                   protocol: ThreeDPWProtocol | None = None, limit: int | None = None, runner=None) -> dict:
+                   protocol: ThreeDPWProtocol | None = None, limit: int | None = None, runner=None,
+                   indices: Iterable[int] | None = None, reduce: Callable[[list[float]], list[float]] | None = None) -> dict:
     """Metrics of ``model`` (an HMRModel) over ``reader`` (an HMRDataset).
+
+    ``indices``: evaluate these items only (a shard: validation on every DDP rank); ``reduce``: combines
+    the accumulator's ``totals()`` across processes before the summary (e.g. an all-reduce sum).
 
     ``protocol``: 3DPW's standard protocol files (the numbers then compare with published tables);
     ``det_threshold``: default 0.2 under that protocol (Multi-HMR's evaluation), else 0.5.
@@ -81,7 +86,7 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
     pelvis = (1, 2) if is_agora else 0  # indices into the 22 body joints
     acc = MetricAccumulator()
     n = len(reader) if limit is None else min(limit, len(reader))
-    it = range(n)
+    it = range(n) if indices is None else [i for i in indices if i < n]
     if progress:
         from tqdm import tqdm
 
@@ -135,7 +140,8 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
                 errors["pve"] = mpjpe(pv - proot, gv - groot)
                 errors["pa_pve"] = pa_mpjpe(pv, gv)
             acc.add_person(**errors)
-    summary = acc.summary()
+    totals = acc.totals()
+    summary = summary_from_totals(reduce(totals) if reduce is not None else totals)
     name, sentence = describe_protocol(dataset, protocol)
     if standard:  # the published tables print fractions rounded to 2 decimals
         summary.update({f"{k}_unrounded": summary[k] for k in ("precision", "recall", "f1")})

@@ -24,6 +24,8 @@ __all__ = [
     "DetectionCounts",
     "prf1",
     "MetricAccumulator",
+    "summary_from_totals",
+    "ERROR_KEYS",
 ]
 
 
@@ -174,9 +176,16 @@ def prf1(counts: DetectionCounts) -> tuple[float, float, float]:
     return 100.0 * precision, 100.0 * recall, 100.0 * f1
 
 
+ERROR_KEYS = ("mpjpe", "pa_mpjpe", "pve", "pa_pve")
+
+
 @dataclass
 class MetricAccumulator:
-    """Collects per-person errors (mm) and detection counts; ``summary()`` averages per matched person."""
+    """Collects per-person errors (mm) and detection counts; ``summary()`` averages per matched person.
+
+    ``totals()`` is the accumulator as a flat list of sums and counts, so shards evaluated by several
+    processes add up (``torch.distributed.all_reduce``) into the same summary (``summary_from_totals``).
+    """
 
     errors: dict[str, list[float]] = field(default_factory=dict)
     detection: DetectionCounts = field(default_factory=DetectionCounts)
@@ -185,12 +194,24 @@ class MetricAccumulator:
         for key, value in values.items():
             self.errors.setdefault(key, []).append(float(value))
 
-    def summary(self) -> dict[str, float | int | None]:
-        out: dict[str, float | int | None] = {}
-        for key in ("mpjpe", "pa_mpjpe", "pve", "pa_pve"):
+    def totals(self) -> list[float]:
+        out: list[float] = []
+        for key in ERROR_KEYS:
             vals = self.errors.get(key, [])
-            out[key] = float(np.mean(vals)) if vals else None
-        precision, recall, f1 = prf1(self.detection)
-        out.update(precision=precision, recall=recall, f1=f1, num_gt=self.detection.count,
-                   num_matched=self.detection.count - self.detection.miss, false_positives=self.detection.fp)
-        return out
+            out += [float(np.sum(vals)) if vals else 0.0, float(len(vals))]
+        return out + [float(self.detection.count), float(self.detection.miss), float(self.detection.fp)]
+
+    def summary(self) -> dict[str, float | int | None]:
+        return summary_from_totals(self.totals())
+
+
+def summary_from_totals(totals: list[float]) -> dict[str, float | int | None]:
+    """Per-person means (None where nothing was measured) and detection scores from ``totals()``."""
+    out: dict[str, float | int | None] = {}
+    for i, key in enumerate(ERROR_KEYS):
+        total, n = totals[2 * i], totals[2 * i + 1]
+        out[key] = total / n if n else None
+    count, miss, fp = (int(round(v)) for v in totals[2 * len(ERROR_KEYS):])
+    precision, recall, f1 = prf1(DetectionCounts(count, miss, fp))
+    out.update(precision=precision, recall=recall, f1=f1, num_gt=count, num_matched=count - miss, false_positives=fp)
+    return out

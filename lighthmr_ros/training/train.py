@@ -424,9 +424,10 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
                 if progress is not None:
                     progress.update(1)
                     progress.set_postfix(loss=f"{last_losses['loss']:.4f}", lr=f"{lr:.2e}")
-            if cfg.run.val_every and step % cfg.run.val_every == 0 and cfg.data.val and info.main:
-                metrics = validate(cfg, model, size, device)
-                metric_log.write(step, {f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+            if cfg.run.val_every and step % cfg.run.val_every == 0 and cfg.data.val:
+                metrics = validate(cfg, model, size, device, info)  # every rank: its shard, then a sum
+                if info.main:
+                    metric_log.write(step, {f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
                 module.train()
             if step % max(1, cfg.run.ckpt_every) == 0 or step == stop:
                 checkpoint()
@@ -450,12 +451,27 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
     return summary
 
 
-def validate(cfg: TrainConfig, model, size: int, device) -> dict:
+def validate(cfg: TrainConfig, model, size: int, device, info: DistInfo | None = None) -> dict:
+    """Validation metrics, computed by every rank on its own shard (items rank, rank + world, ...) and summed.
+
+    Why: on rank 0 alone, the other ranks wait in the next collective for the whole pass, and a BEDLAM-val
+    pass longer than the process-group timeout kills the job. Sharded, each rank does 1/world of it and the
+    only collective is one all-reduce of a few sums per data set."""
     from lighthmr_ros.training.evaluate import evaluate_model
 
-    readers = [create_dataset(s.dataset, s.root, split=s.split, subsample=s.subsample, **s.options) for s in cfg.data.val]
+    info = info or DistInfo()
+
+    def all_reduce(totals: list[float]) -> list[float]:
+        if info.world <= 1:
+            return totals
+        t = torch.tensor(totals, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
     results = {}
-    for src, reader in zip(cfg.data.val, readers):
-        res = evaluate_model(model.eval(), reader, size=size, device=device, progress=False)
+    for src in cfg.data.val:
+        reader = create_dataset(src.dataset, src.root, split=src.split, subsample=src.subsample, **src.options)
+        res = evaluate_model(model.eval(), reader, size=size, device=device, progress=False,
+                             indices=range(info.rank, len(reader), info.world), reduce=all_reduce)
         results.update({f"{src.dataset}_{k}": v for k, v in res.items()})
     return results
