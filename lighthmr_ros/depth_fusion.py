@@ -61,7 +61,8 @@ class DepthFusionParams:
             raise ConfigError(f"depth range needs 0 < min_depth_m < max_depth_m, got {self.min_depth_m} "
                               f"and {self.max_depth_m}.")
         if not (self.inlier_m > 0 and 0 <= self.min_inlier_share <= 1 and self.max_correction > 0):
-            raise ConfigError("depth fusion needs inlier_m > 0, 0 <= min_inlier_share <= 1 and max_correction > 0.")
+            raise ConfigError("depth fusion needs inlier_m > 0, 0 <= min_inlier_share <= 1 "
+                              "and max_correction > 0.")
         if not 0.05 <= self.render_scale <= 1.0:
             raise ConfigError(f"render_scale must lie in [0.05, 1], got {self.render_scale}.")
 
@@ -85,7 +86,8 @@ class DepthCorrection:
 def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     """A depth image (16UC1/mono16 millimetres or 32FC1 metres) -> float32 metres, NaN where missing."""
     if encoding not in DEPTH_ENCODINGS:
-        raise ImageError(f"depth encoding {encoding!r} is not supported: use 16UC1 (millimetres) or 32FC1 (metres).")
+        raise ImageError(f"depth encoding {encoding!r} is not supported: "
+                         "use 16UC1 (millimetres) or 32FC1 (metres).")
     depth = np.asarray(depth)
     if depth.ndim != 2:
         raise ImageError(f"a depth image has one channel (H, W), got shape {depth.shape}.")
@@ -167,7 +169,8 @@ def estimate_offsets(humans: Sequence[Human], depth_m: np.ndarray, K: np.ndarray
         diff = (measured[valid] - rendered[valid]).astype(np.float64)
         agree = np.abs(diff - np.median(diff)) <= p.inlier_m
         if agree.mean() < p.min_inlier_share:
-            out.append((DepthCorrection(False, pixels=count, reason="measured depth disagrees with the mesh"), 0.0))
+            refused = DepthCorrection(False, pixels=count, reason="measured depth disagrees with the mesh")
+            out.append((refused, 0.0))
             continue
         offset = float(np.median(diff[agree]))
         root_z = float(np.asarray(human.translation, dtype=np.float64).reshape(3)[2])
@@ -213,14 +216,90 @@ def fuse_depth(humans: Sequence[Human], depth_m: np.ndarray, K: np.ndarray, face
         raise ImageError(f"a depth image has one channel (H, W), got shape {depth_m.shape}.")
     if abs(depth_m.shape[1] / depth_m.shape[0] - width / height) > 0.02 * width / height:
         raise ImageError(f"the depth image ({depth_m.shape[1]}x{depth_m.shape[0]}) is not aligned with the "
-                         f"{width}x{height} colour image: publish depth registered to colour (aligned_depth_to_color).")
+                         f"{width}x{height} colour image: publish depth registered to colour "
+                         "(aligned_depth_to_color).")
     K = np.asarray(K, dtype=np.float64)
     moved: list[Human] = []
     report: list[DepthCorrection] = []
-    for human, (decision, offset) in zip(humans, estimate_offsets(humans, depth_m, K, faces, width, height, params)):
+    decisions = estimate_offsets(humans, depth_m, K, faces, width, height, params)
+    for human, (decision, offset) in zip(humans, decisions):
         if decision.corrected:
             human, scale, delta = move_along_ray(human, offset, K)
             decision = dataclasses.replace(decision, scale=scale, delta_m=delta)
         moved.append(dataclasses.replace(human, extras={**human.extras, "depth_correction": decision}))
         report.append(decision)
     return moved, report
+
+
+# ---------------------------------------------------------------- measurement on synthetic scenes
+
+
+@dataclass
+class FusionFigures:
+    """Root (pelvis) translation error of matched people without and with fusion, over some scenes."""
+
+    scenes: int
+    people: int  # matched predictions
+    corrected: int
+    root_error_m: float  # mean 3D root error without fusion
+    fused_root_error_m: float
+    depth_error_m: float  # mean |z| error of the root without fusion
+    fused_depth_error_m: float
+    median_root_error_m: float
+    fused_median_root_error_m: float
+    seconds_per_image: float  # fusion only (rendering the z-buffer and comparing)
+
+
+def measure_on_scenes(paths: Sequence, predictor, params: DepthFusionParams | None = None,
+                      match_px: float = 0.1) -> FusionFigures:
+    """Run ``predictor`` on synthetic scenes (``lighthmr synth`` files with depth maps) and compare.
+
+    Predictions are matched to the true people by their detection centres (Hungarian, within
+    ``match_px`` x the larger image side).
+    """
+    import time
+
+    from scipy.optimize import linear_sum_assignment
+
+    from lighthmr_ros.synth import load_scene, read_depth
+
+    before, after, z_before, z_after = [], [], [], []
+    corrected, seconds = 0, 0.0
+    for path in paths:
+        scene = load_scene(path, with_image=True)
+        if scene["depth_path"] is None:
+            raise ImageError(f"{path} has no depth map: regenerate the scenes with this version of "
+                             "`lighthmr synth`.")
+        K = scene["K"].astype(np.float64)
+        height, width = scene["image_rgb"].shape[:2]
+        humans = predictor.predict(scene["image_rgb"], K=K, with_vertices=True)
+        depth = depth_to_metres(read_depth(scene["depth_path"]), "16UC1")
+        t0 = time.perf_counter()
+        fused, report = fuse_depth(humans, depth, K, predictor.faces, width, height, params)
+        seconds += time.perf_counter() - t0
+        if not humans or not len(scene["center_2d"]):
+            continue
+        pred_c = np.stack([h.center_2d for h in humans]).astype(np.float64)
+        cost = np.linalg.norm(pred_c[:, None] - scene["center_2d"][None].astype(np.float64), axis=-1)
+        for i, g in zip(*linear_sum_assignment(cost)):
+            if cost[i, g] > match_px * max(width, height):
+                continue
+            truth = scene["transl_pelvis"][g].astype(np.float64)
+            raw_t = np.asarray(humans[i].translation, dtype=np.float64)
+            new_t = np.asarray(fused[i].translation, dtype=np.float64)
+            before.append(np.linalg.norm(raw_t - truth))
+            after.append(np.linalg.norm(new_t - truth))
+            z_before.append(abs(raw_t[2] - truth[2]))
+            z_after.append(abs(new_t[2] - truth[2]))
+            corrected += int(report[i].corrected)
+    n = len(paths)
+    return FusionFigures(
+        scenes=n, people=len(before), corrected=corrected,
+        root_error_m=float(np.mean(before)) if before else math.nan,
+        fused_root_error_m=float(np.mean(after)) if after else math.nan,
+        depth_error_m=float(np.mean(z_before)) if z_before else math.nan,
+        fused_depth_error_m=float(np.mean(z_after)) if z_after else math.nan,
+        median_root_error_m=float(np.median(before)) if before else math.nan,
+        fused_median_root_error_m=float(np.median(after)) if after else math.nan,
+        seconds_per_image=seconds / max(n, 1),
+    )

@@ -35,7 +35,8 @@ def scenes(anny_body):
 
 
 def _people(ann) -> list[Human]:
-    return [Human(id=p + 1, score=1.0, center_2d=ann["center_2d"][p], translation=ann["transl_pelvis"][p].copy(),
+    return [Human(id=p + 1, score=1.0, center_2d=ann["center_2d"][p],
+                  translation=ann["transl_pelvis"][p].copy(),
                   pose=ann["pose"][p], shape=ann["shape"][p], expression=ann["expression"][p],
                   joints=ann["joints"][p].copy(), joints_2d=ann["joints_2d"][p].copy(),
                   vertices=ann["vertices"][p].astype(np.float32))
@@ -91,8 +92,8 @@ def test_fusion_survives_missing_depth_and_refuses_without_evidence(scenes):
     noise = np.random.default_rng(1).uniform(0.5, 9.0, (H, W)).astype(np.float32)
     _, report = fuse_depth(wrong, noise, K, scenes[1], W, H, FULL)
     assert not any(r.corrected for r in report)
-    assert {r.reason for r in report} <= {"measured depth disagrees with the mesh", "too few pixels with valid depth",
-                                          "not visible"}
+    assert {r.reason for r in report} <= {"measured depth disagrees with the mesh",
+                                          "too few pixels with valid depth", "not visible"}
 
 
 def test_occluded_person_uses_only_its_own_pixels(scenes):
@@ -131,4 +132,5 @@ def test_depth_encodings_and_bad_input():
         fuse_depth([], np.zeros((100, 100), np.float32), np.eye(3), np.zeros((0, 3), int), 640, 480)
     with pytest.raises(ConfigError, match="min_depth_m < max_depth_m"):
         DepthFusionParams(min_depth_m=5.0, max_depth_m=1.0)
-    assert fuse_depth([], np.zeros((48, 64), np.float32), np.eye(3), np.zeros((0, 3), int), 640, 480) == ([], [])
+    empty = fuse_depth([], np.zeros((48, 64), np.float32), np.eye(3), np.zeros((0, 3), int), 640, 480)
+    assert empty == ([], [])
