@@ -157,12 +157,13 @@ def test_collate_and_token_locations(bedlam_root):
 
 @pytest.mark.parametrize("zoom", [1.0, 0.5, 3.0])
 def test_warp_moves_image_content_exactly_like_the_points(zoom):
+    from lighthmr_ros.preprocess import letterbox
     from lighthmr_ros.training.targets import PersonTarget, Sample, letterbox_affine, warp_sample
 
     image = np.zeros((720, 1280, 3), np.uint8)
     image[296:305, 700:709] = 255  # a 9x9 square centred on pixel (704, 300)
     sample = Sample(image=image, K=np.eye(3), persons=[PersonTarget(center=np.array([704.0, 300.0]))])
-    A = letterbox_affine(1280, 720, 224)
+    A = letterbox_affine(letterbox(image, 224)[1])
     A = np.array([[zoom, 0, 112 - zoom * 112], [0, zoom, 112 - zoom * 112]]) @ np.vstack([A, [0, 0, 1]])
     out = warp_sample(sample, A, 224)
     grey = out.image[..., 0].astype(np.float64)
@@ -214,3 +215,45 @@ def test_invalid_people_are_neither_positives_nor_negatives():
     logits[0, 54] = 5.0  # confident on the invalid person: no penalty
     target[0, 0], logits[0, 0] = 1.0, 5.0
     assert float(focal_loss(logits, target, ignore=ignore)) < 0.01 < float(focal_loss(logits, target))
+
+
+def test_training_and_inference_letterbox_identically(student_small):
+    """The same image and K through training's prepare_sample/collate and the Predictor's prepare."""
+    from lighthmr_ros.inference import Predictor
+    from lighthmr_ros.training.targets import PersonTarget, Sample
+
+    rng = np.random.default_rng(0)
+    K = np.array([[700.0, 0, 300.0], [0, 700.0, 250.0], [0, 0, 1]])
+    predictor = Predictor(student_small, device="cpu", precision="fp32")
+    size = predictor.image_size
+    for h, w in ((480, 640), (640, 360), (101, 333), (256, 256)):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        sample = Sample(image=image, K=K, persons=[PersonTarget(center=np.array([w / 3, h / 2]))])
+        batch = collate([prepare_sample(sample, size)], size, select=False)
+        net, K_net, boxes, _ = predictor.prepare([image], [K])
+        torch.testing.assert_close(batch["images"], net, atol=1e-6, rtol=0)
+        torch.testing.assert_close(batch["K"], K_net, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(batch["center"][0].numpy(), boxes[0].to_network([w / 3, h / 2]), atol=1e-4)
+
+
+def test_teacher_view_is_warped_from_the_original_pixels():
+    from lighthmr_ros.training.targets import PersonTarget, Sample
+
+    image = np.zeros((720, 1280, 3), np.uint8)
+    image[296:305, 700:709] = 255
+    sample = Sample(image=image, K=np.array([[900.0, 0, 640], [0, 900.0, 360], [0, 0, 1]]),
+                    persons=[PersonTarget(center=np.array([704.0, 300.0]))])
+    aug = AugmentConfig(scale=(0.8, 1.2), shift=0.1, flip=1.0, color=0.2)
+    out = prepare_sample(sample, 64, aug, np.random.default_rng(3), teacher_size=112)
+    timg, tK = out.extras["teacher_image"], out.extras["teacher_K"]
+    assert timg.shape == (112, 112, 3)
+    s = 112 / 64  # same view: K and points differ by the resize map u' = s (u + 0.5) - 0.5
+    S = np.array([[s, 0, 0.5 * (s - 1)], [0, s, 0.5 * (s - 1)], [0, 0, 1]])
+    np.testing.assert_allclose(tK, S @ out.K, atol=1e-9)
+    grey = timg[..., 0].astype(np.float64)
+    ys, xs = np.nonzero(grey > 0)
+    wgt = grey[ys, xs]
+    centroid = np.array([(xs * wgt).sum() / wgt.sum(), (ys * wgt).sum() / wgt.sum()])
+    np.testing.assert_allclose(centroid, s * (out.persons[0].center + 0.5) - 0.5, atol=0.3)
+    batch = collate([out], 64)
+    assert batch["teacher_images"].shape == (1, 3, 112, 112)

@@ -10,14 +10,17 @@ Every data set reader returns ``Sample`` records in one convention, whatever its
 Missing supervision is None (or masked rows), never invented: 3DPW gives SMPL, not SMPL-X, so its
 persons have no betas and only the 22 shared joint rotations (see threedpw.py).
 
-The network sees a square S x S image: the source is scaled to fit and centred (letterbox). Scale,
+The network sees a square S x S image: the source is scaled to fit and centred by the one letterbox of
+``lighthmr_ros.preprocess`` (the Predictor's: without augmentation the pixels are identical). Scale,
 shift (crop) and the letterbox are one affine map u' = a u + t applied to the image, the 2-D joints,
-the centres and K (K' = A K): 3-D targets do not change. The horizontal flip mirrors the 3-D world
+the centres and K (K' = A K): 3-D targets do not change. A distillation teacher gets the same view at
+its own size, warped from the original pixels (``teacher_size``), not the student image upsampled. The horizontal flip mirrors the 3-D world
 (X -> -X), so it swaps left/right joints and rotations, negates the y and z axis-angle components,
 negates 3-D x, and sets cx' = S - 1 - cx, u' = S - 1 - u (fx stays positive).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -25,14 +28,14 @@ import numpy as np
 import torch
 from smplx.joint_names import JOINT_NAMES
 
+from lighthmr_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, Letterbox, letterbox
+
 # First 55 names of smplx.joint_names.JOINT_NAMES: the SMPL-X skeleton (0-21 shared with SMPL).
 SMPLX_JOINT_NAMES: tuple[str, ...] = tuple(JOINT_NAMES[:55])
 NUM_SMPLX_POSE_JOINTS = 55
 NUM_BODY_JOINTS = 22  # pelvis .. right_wrist, identical in SMPL and SMPL-X
 HEAD_JOINT = 15  # 'head': the detection centre (Multi-HMR person_center='head', person_center_idx 15)
 PELVIS_JOINT = 0
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def mirror_name(name: str) -> str:
@@ -121,10 +124,15 @@ def project_points(points: np.ndarray, K: np.ndarray) -> np.ndarray:
         return uvw[:, :2] / uvw[:, 2:3]
 
 
-def letterbox_affine(width: int, height: int, size: int) -> np.ndarray:
-    """2x3 affine that scales the image to fit ``size`` and centres it (Multi-HMR contain + pad)."""
-    s = size / max(width, height)
-    return np.array([[s, 0.0, (size - width * s) / 2.0], [0.0, s, (size - height * s) / 2.0]])
+def letterbox_affine(box: Letterbox) -> np.ndarray:
+    """2x3 affine u' = A [u, v, 1] of a ``preprocess.Letterbox`` (scale to fit, centred pad)."""
+    return np.array([[box.sx, 0.0, box.tx], [0.0, box.sy, box.ty]])
+
+
+def resize_affine(src_size: int, dst_size: int) -> np.ndarray:
+    """3x3 pixel map of an S x S image resized to D x D (pixel centres at integers: u' = s (u + 0.5) - 0.5)."""
+    s = dst_size / src_size
+    return np.array([[s, 0.0, 0.5 * (s - 1)], [0.0, s, 0.5 * (s - 1)], [0.0, 0.0, 1.0]])
 
 
 def _affine_2d(points: np.ndarray | None, A: np.ndarray) -> np.ndarray | None:
@@ -133,10 +141,10 @@ def _affine_2d(points: np.ndarray | None, A: np.ndarray) -> np.ndarray | None:
     return points @ A[:, :2].T + A[:, 2]
 
 
-def warp_sample(sample: Sample, A: np.ndarray, size: int) -> Sample:
-    """Apply the pixel-space affine ``A`` (2x3, u' = A [u,v,1]) and crop to ``size`` x ``size``."""
+def warp_image(src: np.ndarray, A: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` image u' = A [u, v, 1] (2x3) of ``src``, area-averaged first when shrinking."""
     A3 = np.vstack([A, [0.0, 0.0, 1.0]])
-    src, A_img = sample.image, A
+    A_img = A
     zoom = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
     if zoom < 0.8:
         # Shrink with area averaging first (what the Predictor's letterbox does), so training images are
@@ -147,8 +155,15 @@ def warp_sample(sample: Sample, A: np.ndarray, size: int) -> Sample:
         rx, ry = nw / w, nh / h
         R = np.array([[rx, 0.0, 0.5 * (rx - 1)], [0.0, ry, 0.5 * (ry - 1)], [0.0, 0.0, 1.0]])  # resize's pixel map
         A_img = (A3 @ np.linalg.inv(R))[:2]
-    image = cv2.warpAffine(src, A_img, (size, size), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return cv2.warpAffine(src, A_img, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def warp_sample(sample: Sample, A: np.ndarray, size: int, image: np.ndarray | None = None) -> Sample:
+    """Apply the pixel-space affine ``A`` (2x3, u' = A [u,v,1]) and crop to ``size`` x ``size``
+    (``image``: that warp already made, e.g. the Predictor's letterbox)."""
+    A3 = np.vstack([A, [0.0, 0.0, 1.0]])
+    image = warp_image(sample.image, A, size) if image is None else image
     K = A3 @ sample.K
     persons = []
     for p in sample.persons:
@@ -217,12 +232,16 @@ def jitter_colour(image: np.ndarray, amount: float, rng: np.random.Generator) ->
 
 
 def prepare_sample(sample: Sample, size: int, augment: AugmentConfig | None = None,
-                   rng: np.random.Generator | None = None) -> Sample:
-    """Letterbox to ``size`` x ``size`` with optional random scale/shift/flip/colour."""
-    h, w = sample.image.shape[:2]
-    A = letterbox_affine(w, h, size)
+                   rng: np.random.Generator | None = None, teacher_size: int | None = None) -> Sample:
+    """Letterbox to ``size`` x ``size`` with optional random scale/shift/flip/colour.
+
+    ``teacher_size``: also the same view at the teacher's size, warped from the original pixels, in
+    ``extras['teacher_image']`` / ``extras['teacher_K']`` (same flip, same colour jitter)."""
+    square, box = letterbox(sample.image, size)
+    A = letterbox_affine(box)
+    augmented = augment is not None and augment.enabled
     do_flip = False
-    if augment is not None and augment.enabled:
+    if augmented:
         rng = rng or np.random.default_rng()
         zoom = rng.uniform(*augment.scale)
         c = size / 2.0
@@ -230,11 +249,22 @@ def prepare_sample(sample: Sample, size: int, augment: AugmentConfig | None = No
         Z = np.array([[zoom, 0.0, c - zoom * c + shift[0]], [0.0, zoom, c - zoom * c + shift[1]], [0, 0, 1.0]])
         A = (Z @ np.vstack([A, [0, 0, 1.0]]))[:2]
         do_flip = rng.uniform() < augment.flip
-    out = warp_sample(sample, A, size)
+    out = warp_sample(sample, A, size, image=None if augmented else square)
+    teacher = None
+    if teacher_size:
+        A_t = (resize_affine(size, teacher_size) @ np.vstack([A, [0, 0, 1.0]]))[:2]
+        teacher = Sample(image=warp_image(sample.image, A_t, teacher_size), K=np.vstack([A_t, [0, 0, 1.0]]) @ sample.K,
+                         persons=[])
     if do_flip:
         out = flip_sample(out)
-    if augment is not None and augment.enabled and augment.color > 0:
+        teacher = flip_sample(teacher) if teacher is not None else None
+    if augmented and augment.color > 0:
+        rng_teacher = copy.deepcopy(rng)  # the same jitter draws for the teacher's view
         out = replace(out, image=jitter_colour(out.image, augment.color, rng))
+        if teacher is not None:
+            teacher = replace(teacher, image=jitter_colour(teacher.image, augment.color, rng_teacher))
+    if teacher is not None:
+        out = replace(out, extras={**out.extras, "teacher_image": teacher.image, "teacher_K": teacher.K})
     return out
 
 
@@ -293,6 +323,9 @@ def collate(samples: list[Sample], size: int, select: bool = True) -> dict:
         "center": torch.from_numpy(np.array([p.center for p in persons], np.float32).reshape(-1, 2)),
         "valid": torch.tensor([p.valid for p in persons], dtype=torch.bool),
     }
+    if samples and all("teacher_image" in s.extras for s in samples):
+        batch["teacher_images"] = torch.stack([normalise_image(s.extras["teacher_image"]) for s in samples])
+        batch["teacher_K"] = torch.from_numpy(np.stack([s.extras["teacher_K"] for s in samples]).astype(np.float32))
     batch["rotvec"], batch["has_rotvec"] = _stack([p.rotvec for p in persons], (NUM_SMPLX_POSE_JOINTS, 3))
     rot_valid = [p.rot_valid if p.rot_valid is not None else (np.ones(55, bool) if p.rotvec is not None else None)
                  for p in persons]
