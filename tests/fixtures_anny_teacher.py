@@ -1,4 +1,5 @@
 """Fixtures of the Anny teacher: the upstream Multi-HMR-Anny reference and our model loaded from it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-ANNY_REFERENCE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "multihmr_anny_vits14_448"
+ANNY_REFERENCE_DIR = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "multihmr_anny_vits14_448"
+)
 # The reference's constructor: ViT-S/14 at 448 px with 2 decoder layers, upstream defaults otherwise.
 ANNY_REFERENCE_OVERRIDES = {"image_size": 448, "hph_depth": 2}
 

@@ -8,6 +8,7 @@ distances, translations, phenotypes, vertices and joints (3D and 2D); 2e-4 absol
 1e-5 on scores and the field of view; 1e-3 px on keypoint locations. Measured here: about 1e-6
 relative at most (upstream itself moves by 1e-5 between 1 and 2 threads).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,21 @@ from lighthmr_ros.model.multihmr_anny import initial_pose, sincos_table
 
 REL = 1e-4
 # Upstream's constructor arguments of the reference (manifest.json -> constructor_kwargs).
-REFERENCE_ARGS = dict(img_size=448, backbone="dinov2_vits14", pretrained_backbone=False, xat_dim=512, xat_depth=2,
-                      xat_heads=16, xat_dim_head=32, xat_mlp_dim=2048, xat_dropout=0.0, person_center="head",
-                      num_betas=11, default_pose_parameterization="root_relative_world", simple_depth_encoding=1)
+REFERENCE_ARGS = dict(
+    img_size=448,
+    backbone="dinov2_vits14",
+    pretrained_backbone=False,
+    xat_dim=512,
+    xat_depth=2,
+    xat_heads=16,
+    xat_dim_head=32,
+    xat_mlp_dim=2048,
+    xat_dropout=0.0,
+    person_center="head",
+    num_betas=11,
+    default_pose_parameterization="root_relative_world",
+    simple_depth_encoding=1,
+)
 
 
 def rel_err(ours: torch.Tensor, ref) -> float:
@@ -135,9 +148,20 @@ def test_official_file_loads_and_reproduces_case_b(official_file, anny_reference
     model = load_checkpoint(official_file)
     cfg = model.config
     assert (cfg.family, cfg.encoder, cfg.image_size, cfg.hph_depth, cfg.hph_heads, cfg.hph_dim_head) == (
-        "multihmr_anny", "dinov2_vits14", 448, 2, 16, 32)
-    assert model.checkpoint_info["kind"] == "multihmr_anny" and model.checkpoint_info["provenance"]["args"]["xat_depth"] == 2
-    assert float(model.state_dict()["body_model.anchors.age"][1]) != pytest.approx(1 / 3, abs=1e-6)  # the file's rounding
+        "multihmr_anny",
+        "dinov2_vits14",
+        448,
+        2,
+        16,
+        32,
+    )
+    assert (
+        model.checkpoint_info["kind"] == "multihmr_anny"
+        and model.checkpoint_info["provenance"]["args"]["xat_depth"] == 2
+    )
+    assert float(model.state_dict()["body_model.anchors.age"][1]) != pytest.approx(
+        1 / 3, abs=1e-6
+    )  # the file's rounding
     c = anny_reference_cases["B"]
     with torch.inference_mode():
         det = model(torch.from_numpy(c["input_image"]), None, det_threshold=float(c["det_thresh"]))
@@ -145,15 +169,24 @@ def test_official_file_loads_and_reproduces_case_b(official_file, anny_reference
     assert rel_err(det.vertices, c["v3d"]) < REL
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"xat_heads": 8}, "does not match its 512-wide attention"),
-    ({"img_size": 672}, "says img_size 672"),
-    ({"backbone": "dinov2_vitl14"}, "holds vits14 weights"),
-    ({"simple_depth_encoding": 0}, "simple depth encoding"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"xat_heads": 8}, "does not match its 512-wide attention"),
+        ({"img_size": 672}, "says img_size 672"),
+        ({"backbone": "dinov2_vitl14"}, "holds vits14 weights"),
+        ({"simple_depth_encoding": 0}, "simple depth encoding"),
+    ],
+)
 def test_official_file_with_inconsistent_args(tmp_path, anny_reference_state, change, message):
     path = tmp_path / "bad_anny.pt"
-    torch.save({"model_state_dict": anny_reference_state, "args": argparse.Namespace(**{**REFERENCE_ARGS, **change})}, path)
+    torch.save(
+        {
+            "model_state_dict": anny_reference_state,
+            "args": argparse.Namespace(**{**REFERENCE_ARGS, **change}),
+        },
+        path,
+    )
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
 

@@ -4,6 +4,7 @@ The server is written here: it answers Range requests (206 + Content-Range) unle
 honours If-Range against its ETag, and can break a transfer off after a number of bytes while
 announcing the full length (what a dropped connection looks like to the client).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -92,7 +93,9 @@ def server():
 
 def _get(server, cache, **kw):
     out = io.StringIO()
-    result = download(NAME, accept_licence=True, cache=cache, url=server.url, progress=False, out=out, timeout=10, **kw)
+    result = download(
+        NAME, accept_licence=True, cache=cache, url=server.url, progress=False, out=out, timeout=10, **kw
+    )
     return result, out.getvalue()
 
 
@@ -168,16 +171,30 @@ def test_wrong_hash_is_refused_and_the_part_deleted(server, tmp_path):
     server.set_payload(os.urandom(SIZE))
     with pytest.raises(DownloadError, match=f"expected {first.sha256}"):
         _get(server, tmp_path, force=True)
-    assert hashlib.sha256((tmp_path / f"{NAME}.pt").read_bytes()).hexdigest() == \
-        json.loads((tmp_path / f"{NAME}.pt.sha256.json").read_text())["sha256"]  # the good copy is kept
+    assert (
+        hashlib.sha256((tmp_path / f"{NAME}.pt").read_bytes()).hexdigest()
+        == json.loads((tmp_path / f"{NAME}.pt.sha256.json").read_text())["sha256"]
+    )  # the good copy is kept
 
 
 def test_no_network_is_one_clear_sentence(tmp_path, capsys):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rc = cli.main(["download", NAME, "--accept-licence", "--cache-dir", str(tmp_path), "--no-progress",
-                   "--timeout", "5", "--url", f"http://127.0.0.1:{port}/{NAME}.pt"])
+    rc = cli.main(
+        [
+            "download",
+            NAME,
+            "--accept-licence",
+            "--cache-dir",
+            str(tmp_path),
+            "--no-progress",
+            "--timeout",
+            "5",
+            "--url",
+            f"http://127.0.0.1:{port}/{NAME}.pt",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0
     assert err.startswith("lighthmr download: error: cannot reach") and "check the network" in err
@@ -200,6 +217,8 @@ def test_cli_downloads_with_a_progress_bar(server, tmp_path, capsys):
 
 
 def test_unknown_name(tmp_path):
-    with pytest.raises(DownloadError, match="not an official Multi-HMR checkpoint; choose one of multiHMR_672_L_anny"):
+    with pytest.raises(
+        DownloadError, match="not an official Multi-HMR checkpoint; choose one of multiHMR_672_L_anny"
+    ):
         download("multiHMR_999_X", accept_licence=True, cache=tmp_path)
     assert str(resolve_name("some/local/file.pt")) == "some/local/file.pt"  # paths pass through

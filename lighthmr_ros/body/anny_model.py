@@ -25,6 +25,7 @@ Skinning uses Anny's dense linear blend skinning (plain torch: any device, autog
 phenotype-dependent rest skeleton uses an eigen-decomposition (roma), which ONNX cannot express:
 export networks up to the body parameters.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,12 +45,41 @@ PHENOTYPES = ("gender", "age", "muscle", "weight", "height", "proportions")
 
 BODY_BONES = (
     "root",
-    "pelvis.L", "upperleg01.L", "upperleg02.L", "lowerleg01.L", "lowerleg02.L", "foot.L",
-    "pelvis.R", "upperleg01.R", "upperleg02.R", "lowerleg01.R", "lowerleg02.R", "foot.R",
-    "spine05", "spine04", "spine03", "spine02", "spine01",
-    "clavicle.L", "shoulder01.L", "upperarm01.L", "upperarm02.L", "lowerarm01.L", "lowerarm02.L", "wrist.L",
-    "clavicle.R", "shoulder01.R", "upperarm01.R", "upperarm02.R", "lowerarm01.R", "lowerarm02.R", "wrist.R",
-    "neck01", "neck02", "neck03", "head",
+    "pelvis.L",
+    "upperleg01.L",
+    "upperleg02.L",
+    "lowerleg01.L",
+    "lowerleg02.L",
+    "foot.L",
+    "pelvis.R",
+    "upperleg01.R",
+    "upperleg02.R",
+    "lowerleg01.R",
+    "lowerleg02.R",
+    "foot.R",
+    "spine05",
+    "spine04",
+    "spine03",
+    "spine02",
+    "spine01",
+    "clavicle.L",
+    "shoulder01.L",
+    "upperarm01.L",
+    "upperarm02.L",
+    "lowerarm01.L",
+    "lowerarm02.L",
+    "wrist.L",
+    "clavicle.R",
+    "shoulder01.R",
+    "upperarm01.R",
+    "upperarm02.R",
+    "lowerarm01.R",
+    "lowerarm02.R",
+    "wrist.R",
+    "neck01",
+    "neck02",
+    "neck03",
+    "head",
 )
 
 # Anny's frame (x left, y back, z up) -> canonical (x left, y up, z forward).
@@ -64,7 +94,9 @@ def _load_core():
     try:
         import anny
     except ImportError as exc:
-        raise BodyModelError("The Anny body model needs the 'anny' package: pip install 'anny>=0.6'.") from exc
+        raise BodyModelError(
+            "The Anny body model needs the 'anny' package: pip install 'anny>=0.6'."
+        ) from exc
     log.info("loading the Anny body model (the first run on a machine builds a cache, about 2 minutes)")
     try:
         # Built outside inference mode even when the first caller is in it: tensors made under
@@ -72,8 +104,10 @@ def _load_core():
         with torch.inference_mode(False):
             core = anny.Anny(skinning_method="lbs").to(torch.float32)
     except Exception as exc:
-        raise BodyModelError(f"The Anny body model could not be built ({type(exc).__name__}: {exc}); "
-                             "delete ~/.cache/anny (or $ANNY_CACHE_DIR) and retry.") from exc
+        raise BodyModelError(
+            f"The Anny body model could not be built ({type(exc).__name__}: {exc}); "
+            "delete ~/.cache/anny (or $ANNY_CACHE_DIR) and retry."
+        ) from exc
     # Anny registers its phenotype anchors as persistent buffers; they are constants, keep
     # them out of the state_dict of any network that holds the body model.
     core.anchors._non_persistent_buffers_set.update(core.anchors._buffers)
@@ -108,17 +142,29 @@ class AnnyBody(BodyModel):
             bones = tuple(labels)
         unknown = [b for b in bones if b not in labels]
         if unknown or not bones or bones[0] != labels[0]:
-            raise BodyModelError(f"Anny bones must start with '{labels[0]}' and be among its rig's bones; unknown: {unknown}.")
+            raise BodyModelError(
+                f"Anny bones must start with '{labels[0]}' and be among its rig's bones; unknown: {unknown}."
+            )
         self.bones = tuple(bones)
         parents = tuple(int(p) if i else -1 for i, p in enumerate(self.anny.bone_parents))
         self.spec = BodySpec(
-            name="anny", num_pose_joints=len(self.bones), num_shape=len(PHENOTYPES), num_expression=0,
-            num_vertices=int(self.anny.template_vertices.shape[0]), joint_names=tuple(labels),
-            joint_parents=parents, pelvis_index=0, head_index=labels.index("head"),
+            name="anny",
+            num_pose_joints=len(self.bones),
+            num_shape=len(PHENOTYPES),
+            num_expression=0,
+            num_vertices=int(self.anny.template_vertices.shape[0]),
+            joint_names=tuple(labels),
+            joint_parents=parents,
+            pelvis_index=0,
+            head_index=labels.index("head"),
             pose_joint_names=self.bones,
         )
-        self.register_buffer("faces", self.anny.faces.detach().clone().long().reshape(-1, 3), persistent=False)
-        self.register_buffer("_bone_index", torch.tensor([labels.index(b) for b in self.bones]), persistent=False)
+        self.register_buffer(
+            "faces", self.anny.faces.detach().clone().long().reshape(-1, 3), persistent=False
+        )
+        self.register_buffer(
+            "_bone_index", torch.tensor([labels.index(b) for b in self.bones]), persistent=False
+        )
         self.register_buffer("_to_canonical", ANNY_TO_CANONICAL.clone(), persistent=False)
 
     @property
@@ -128,13 +174,17 @@ class AnnyBody(BodyModel):
     def mean_shape(self) -> torch.Tensor:
         return torch.full((self.spec.num_shape,), 0.5, device=self.faces.device)
 
-    def forward(self, rotmats: torch.Tensor, shape: torch.Tensor, expression: torch.Tensor | None = None) -> BodyOutput:
+    def forward(
+        self, rotmats: torch.Tensor, shape: torch.Tensor, expression: torch.Tensor | None = None
+    ) -> BodyOutput:
         rotmats, shape, _ = self._check_inputs(rotmats, shape, expression)
         batch = rotmats.shape[0]
         dtype = self.anny.template_vertices.dtype
         num_bones = len(self.spec.joint_names)
         if batch == 0:
-            return BodyOutput(rotmats.new_zeros(0, self.spec.num_vertices, 3), rotmats.new_zeros(0, num_bones, 3))
+            return BodyOutput(
+                rotmats.new_zeros(0, self.spec.num_vertices, 3), rotmats.new_zeros(0, num_bones, 3)
+            )
         if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
             _unpoison_roma_cache(rotmats.device)
         with self._full_precision(rotmats.device):
@@ -165,7 +215,9 @@ def _load_fullbody_core():
     try:
         import anny
     except ImportError as exc:
-        raise BodyModelError("The Anny body model needs the 'anny' package: pip install 'anny>=0.6'.") from exc
+        raise BodyModelError(
+            "The Anny body model needs the 'anny' package: pip install 'anny>=0.6'."
+        ) from exc
     log.info("loading Anny's full-body rig (the first run on a machine builds a cache, about a minute)")
     try:
         with torch.inference_mode(False), warnings.catch_warnings():
@@ -175,14 +227,20 @@ def _load_fullbody_core():
             core = core.to(torch.float32)
             core.set_skinning_method("lbs")
     except Exception as exc:
-        raise BodyModelError(f"Anny's full-body rig could not be built ({type(exc).__name__}: {exc}); "
-                             "delete ~/.cache/anny (or $ANNY_CACHE_DIR) and retry.") from exc
+        raise BodyModelError(
+            f"Anny's full-body rig could not be built ({type(exc).__name__}: {exc}); "
+            "delete ~/.cache/anny (or $ANNY_CACHE_DIR) and retry."
+        ) from exc
     core.requires_grad_(False)
     bones, verts = len(core.bone_labels), int(core.template_vertices.shape[0])
-    if (bones, verts) != (FULLBODY_BONES, FULLBODY_VERTICES) or tuple(core.phenotype_labels[:6]) != PHENOTYPES:
-        raise BodyModelError(f"anny {getattr(anny, '__version__', '?')} builds a full body of {bones} bones and "
-                             f"{verts} vertices, the Multi-HMR-Anny teacher needs {FULLBODY_BONES} and "
-                             f"{FULLBODY_VERTICES}; install anny 0.6.x.")
+    if (bones, verts) != (FULLBODY_BONES, FULLBODY_VERTICES) or tuple(
+        core.phenotype_labels[:6]
+    ) != PHENOTYPES:
+        raise BodyModelError(
+            f"anny {getattr(anny, '__version__', '?')} builds a full body of {bones} bones and "
+            f"{verts} vertices, the Multi-HMR-Anny teacher needs {FULLBODY_BONES} and "
+            f"{FULLBODY_VERTICES}; install anny 0.6.x."
+        )
     return core
 
 
@@ -221,9 +279,16 @@ class AnnyFullBody(BodyModel):
         labels = list(core.bone_labels)
         parents = tuple(int(p) if i else -1 for i, p in enumerate(core.bone_parents))
         self.spec = BodySpec(
-            name="anny_fullbody", num_pose_joints=len(labels), num_shape=len(PHENOTYPES), num_expression=0,
-            num_vertices=int(core.template_vertices.shape[0]), joint_names=tuple(labels), joint_parents=parents,
-            pelvis_index=0, head_index=labels.index("head"), pose_joint_names=tuple(labels),
+            name="anny_fullbody",
+            num_pose_joints=len(labels),
+            num_shape=len(PHENOTYPES),
+            num_expression=0,
+            num_vertices=int(core.template_vertices.shape[0]),
+            joint_names=tuple(labels),
+            joint_parents=parents,
+            pelvis_index=0,
+            head_index=labels.index("head"),
+            pose_joint_names=tuple(labels),
         )
         self.register_buffer("faces", quads_to_triangles(core.faces.detach().clone()), persistent=False)
 
@@ -234,11 +299,15 @@ class AnnyFullBody(BodyModel):
     def mean_shape(self) -> torch.Tensor:
         return torch.full((self.spec.num_shape,), 0.5, device=self.faces.device)
 
-    def forward(self, rotmats: torch.Tensor, shape: torch.Tensor, expression: torch.Tensor | None = None) -> BodyOutput:
+    def forward(
+        self, rotmats: torch.Tensor, shape: torch.Tensor, expression: torch.Tensor | None = None
+    ) -> BodyOutput:
         rotmats, shape, _ = self._check_inputs(rotmats, shape, expression)
         batch = rotmats.shape[0]
         if batch == 0:
-            return BodyOutput(rotmats.new_zeros(0, self.spec.num_vertices, 3), rotmats.new_zeros(0, self.spec.num_joints, 3))
+            return BodyOutput(
+                rotmats.new_zeros(0, self.spec.num_vertices, 3), rotmats.new_zeros(0, self.spec.num_joints, 3)
+            )
         if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
             _unpoison_roma_cache(rotmats.device)
         with self._full_precision(rotmats.device):

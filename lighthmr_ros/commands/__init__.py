@@ -11,8 +11,8 @@ MODEL_ARGUMENTS = ("checkpoint", "config", "body_model", "image_size", "smplx_mo
 def add_model_arguments(parser) -> None:
     """Which network runs and how, defined once for predict, bag and serve; ``parser`` may be an
     argument group. They map one to one onto the Predictor's arguments (see model_arguments)."""
-    parser.add_argument("--checkpoint", help="lighthmr or official Multi-HMR checkpoint file, or the name of one fetched "
-                        "with `lighthmr download` (e.g. multiHMR_672_L_anny); default: the bundled model")
+    parser.add_argument("--checkpoint", help="lighthmr or official Multi-HMR checkpoint file, or the name of "
+                        "one fetched with `lighthmr download` (e.g. multiHMR_672_L_anny); default: the bundled model")
     parser.add_argument("--config", help="model name to run untrained when no checkpoint is given")
     parser.add_argument("--body-model", choices=("anny", "smplx"), help="body model of an untrained student")
     parser.add_argument("--image-size", type=int, help="network input side of an untrained model (checkpoints keep theirs)")

@@ -110,16 +110,18 @@ def read_checkpoint(path: str | Path) -> dict:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" (found {found.group(1)})" if found else ""
         raise CheckpointError(
-            f"Checkpoint {path} holds Python objects other than tensors and argparse.Namespace{what}, which are never "
-            "unpickled for safety; re-save its weights as a plain dict of tensors."
+            f"Checkpoint {path} holds Python objects other than tensors and argparse.Namespace{what}, "
+            "which are never unpickled for safety; re-save its weights as a plain dict of tensors."
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(
-            f"Checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}); download or copy it again."
+            f"Checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}); "
+            "download or copy it again."
         ) from exc
     if not isinstance(payload, dict):
         raise CheckpointError(
-            f"Checkpoint {path} holds a {type(payload).__name__}, not a checkpoint dict; pass a lighthmr or Multi-HMR checkpoint."
+            f"Checkpoint {path} holds a {type(payload).__name__}, not a checkpoint dict; "
+            "pass a lighthmr or Multi-HMR checkpoint."
         )
     return payload
 
@@ -241,9 +243,10 @@ def official_anny_config(state: dict, args: argparse.Namespace | None, path: Pat
             f"Checkpoint {path} says img_size {img_size} but its position table is for "
             f"{grid * 14} px; the file is inconsistent."
         )
-    if getattr(args, "simple_depth_encoding", 1) != 1:
+    depth_encoding = getattr(args, "simple_depth_encoding", 1)
+    if depth_encoding != 1:
         raise CheckpointError(
-            f"Checkpoint {path} uses simple_depth_encoding={args.simple_depth_encoding}; "
+            f"Checkpoint {path} uses simple_depth_encoding={depth_encoding}; "
             "only upstream's simple depth encoding (1) is implemented."
         )
     centre = getattr(args, "person_center", "head")
@@ -282,7 +285,8 @@ def official_config(state: dict, args: argparse.Namespace | None, path: Path | s
         ) from None
     if width not in _DINO_BY_WIDTH:
         raise CheckpointError(
-            f"Checkpoint {path} has a {width}-wide backbone, not a DINOv2 ViT-S/B/L; it is not a supported Multi-HMR checkpoint."
+            f"Checkpoint {path} has a {width}-wide backbone, not a DINOv2 ViT-S/B/L; "
+            "it is not a supported Multi-HMR checkpoint."
         )
     depth = len(
         {k.split(".")[4] for k in state if k.startswith("x_attention_head.transformer.transformer.layers.")}
@@ -294,7 +298,8 @@ def official_config(state: dict, args: argparse.Namespace | None, path: Path | s
     backbone = getattr(args, "backbone", None)
     if backbone and not str(backbone).endswith(_DINO_BY_WIDTH[width]):
         raise CheckpointError(
-            f"Checkpoint {path} says backbone {backbone!r} but holds {_DINO_BY_WIDTH[width]} weights; the file is inconsistent."
+            f"Checkpoint {path} says backbone {backbone!r} but holds {_DINO_BY_WIDTH[width]} weights; "
+            "the file is inconsistent."
         )
     layers = tuple(dict.fromkeys(k.split(".")[1] for k in state if k.startswith("smpl_layer.")))
     preferred = f"neutral_{num_betas}"
@@ -333,10 +338,12 @@ def _load_weights(model: HMRModel, state: dict, path: Path | str, what: str) -> 
             parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]!r})")
         if wrong:
             parts.append(
-                f"{len(wrong)} of another shape (first {wrong[0]!r}: {tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})"
+                f"{len(wrong)} of another shape (first {wrong[0]!r}: "
+                f"{tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})"
             )
         raise CheckpointError(
-            f"Checkpoint {path} does not fit the {what} model: {', '.join(parts)}; use the config it was trained with."
+            f"Checkpoint {path} does not fit the {what} model: {', '.join(parts)}; "
+            "use the config it was trained with."
         )
     model.load_state_dict(state, strict=False)
 
@@ -362,20 +369,23 @@ def load_checkpoint(
     if kind == "lighthmr":
         if int(payload.get("version", 0)) > VERSION:
             raise CheckpointError(
-                f"Checkpoint {path} has format version {payload.get('version')}; upgrade lighthmr_ros to read it."
+                f"Checkpoint {path} has format version {payload.get('version')}; "
+                "upgrade lighthmr_ros to read it."
             )
         try:
             config = ModelConfig.from_dict(payload["config"])
         except (LightHMRError, TypeError, KeyError) as exc:
             raise CheckpointError(
-                f"Checkpoint {path} has an unreadable model config ({exc}); it was written by an incompatible lighthmr_ros."
+                f"Checkpoint {path} has an unreadable model config ({exc}); "
+                "it was written by an incompatible lighthmr_ros."
             ) from exc
         name = payload.get("body_model", config.body_model)
         body = body_model if isinstance(body_model, torch.nn.Module) else name
         model = create_model(config, body_model=body, smplx_model_dir=smplx_model_dir)
         if model.body.spec.name != name:
             raise CheckpointError(
-                f"Checkpoint {path} was trained with the {name} body model, not {model.body.spec.name}; pass body_model={name!r}."
+                f"Checkpoint {path} was trained with the {name} body model, not {model.body.spec.name}; "
+                f"pass body_model={name!r}."
             )
         _load_weights(model, payload["state_dict"], path, config.name)
         info = {"kind": kind, "provenance": payload.get("provenance", {}), "extra": payload.get("extra", {})}
@@ -418,7 +428,8 @@ def load_checkpoint(
         }
     else:
         raise CheckpointError(
-            f"{path} is a PyTorch file but neither a lighthmr nor a Multi-HMR checkpoint (no 'format' or 'model_state_dict' entry)."
+            f"{path} is a PyTorch file but neither a lighthmr nor a Multi-HMR checkpoint "
+            "(no 'format' or 'model_state_dict' entry)."
         )
     model.checkpoint_info = {"path": str(path), **info}
     return model.to(device).eval()

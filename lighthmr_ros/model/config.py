@@ -3,6 +3,7 @@
 Everything a checkpoint needs to rebuild its network lives here, so checkpoints store
 ``asdict(config)`` and nothing else about the architecture.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,9 @@ class ModelConfig:
     num_expression: int = 10  # SMPL-X expression size
     person_center: str = "head"
     nms_kernel: int = 3  # default max-pool window of the peak search, in cells (upstream: 3)
-    nms_radius: float = 0.0  # also drop detections whose refined keypoint is this close (cells) to a better one
+    nms_radius: float = (
+        0.0  # also drop detections whose refined keypoint is this close (cells) to a better one
+    )
     smpl_layers: tuple[str, ...] = field(default_factory=tuple)  # teacher: upstream smpl_layer names
 
     def to_dict(self) -> dict:
@@ -43,11 +46,13 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ConfigError(f"unknown model config fields {unknown}: the checkpoint is from a newer lighthmr_ros")
+            raise ConfigError(
+                f"unknown model config fields {unknown}: the checkpoint is from a newer lighthmr_ros"
+            )
         d = dict(d)
         if "smpl_layers" in d:
             d["smpl_layers"] = tuple(d["smpl_layers"])
@@ -147,7 +152,9 @@ def get_config(name: str, **overrides) -> ModelConfig:
         raise ConfigError(f"unknown model option(s) {bad}; valid options are {sorted(fields)}")
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.image_size % cfg.token_stride:
-        raise ConfigError(f"image size {cfg.image_size} must be a multiple of the token stride {cfg.token_stride}")
+        raise ConfigError(
+            f"image size {cfg.image_size} must be a multiple of the token stride {cfg.token_stride}"
+        )
     if cfg.family == "lighthmr" and cfg.image_size % 32:
         raise ConfigError(f"TinyViT image size must be a multiple of 32, got {cfg.image_size}")
     return cfg

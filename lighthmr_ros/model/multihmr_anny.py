@@ -22,15 +22,16 @@ field of view: ``fx = fy = (S / 2) / tan(fov / 2)``, principal point at the squa
 returns the project's ``Detections`` (plus the K used and the field of view), so the Predictor, the
 node, the bag tool and the web demo run it as they run the student.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
 
 import roma
+import timm
 import torch
 import torch.nn.functional as F
-import timm
 from torch import nn
 
 from lighthmr_ros.errors import ConfigError
@@ -58,9 +59,13 @@ class AnnyDetections(Detections):
     K_estimated: torch.Tensor | None = None  # (B,) bool: True where K came from the network
     phenotypes_all: torch.Tensor | None = None  # (P, 11) every phenotype output (the body uses 6)
 
-    def to(self, *args, **kwargs) -> "AnnyDetections":
-        return AnnyDetections(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(*args, **kwargs)
-                                 for f in fields(self)})
+    def to(self, *args, **kwargs) -> AnnyDetections:
+        return AnnyDetections(
+            **{
+                f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(*args, **kwargs)
+                for f in fields(self)
+            }
+        )
 
 
 def sincos_table(grid: int, dim: int) -> torch.Tensor:
@@ -108,10 +113,14 @@ class AnnyTeacherEncoder(nn.Module):
     def __init__(self, name: str, interpolate_offset: float = 0.1):
         super().__init__()
         try:
-            self.backbone = timm.create_model(DINOV2_TIMM.get(name, name), pretrained=False, num_classes=0, img_size=518)
+            self.backbone = timm.create_model(
+                DINOV2_TIMM.get(name, name), pretrained=False, num_classes=0, img_size=518
+            )
         except RuntimeError as exc:
             raise ConfigError(f"unknown DINOv2 encoder {name!r}; use one of {sorted(DINOV2_TIMM)}") from exc
-        self.backbone.mask_token = nn.Parameter(torch.zeros(1, self.backbone.embed_dim))  # upstream key, unused
+        self.backbone.mask_token = nn.Parameter(
+            torch.zeros(1, self.backbone.embed_dim)
+        )  # upstream key, unused
         self.embed_dim = dim = self.backbone.embed_dim
         self.patch_size = self.backbone.patch_embed.patch_size[0]
         self.interpolate_offset = interpolate_offset
@@ -128,7 +137,9 @@ class AnnyTeacherEncoder(nn.Module):
         patch = pos[:, 1:].float().reshape(1, m, m, -1).permute(0, 3, 1, 2)
         scale = ((gh + self.interpolate_offset) / m, (gw + self.interpolate_offset) / m)
         patch = F.interpolate(patch, scale_factor=scale, mode="bicubic", antialias=False)
-        return torch.cat([pos[:, :1].float(), patch.permute(0, 2, 3, 1).reshape(1, gh * gw, -1)], dim=1).to(pos.dtype)
+        return torch.cat([pos[:, :1].float(), patch.permute(0, 2, 3, 1).reshape(1, gh * gw, -1)], dim=1).to(
+            pos.dtype
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) -> patch tokens (B, h, w, C) and class token (B, C), both after the final norm."""
@@ -173,21 +184,30 @@ class MultiHMRAnny(nn.Module):
             raise ConfigError(f"MultiHMRAnny builds multihmr_anny configs, not {config.family!r}")
         spec = body.spec
         if spec.num_pose_joints != NUM_BONES or spec.num_shape != NUM_PHENOTYPES:
-            raise ConfigError(f"the Anny teacher needs Anny's full rig ({NUM_BONES} bones, {NUM_PHENOTYPES} phenotypes), "
-                              f"got {spec.name} with {spec.num_pose_joints} and {spec.num_shape}")
+            raise ConfigError(
+                f"the Anny teacher needs Anny's full rig ({NUM_BONES} bones, {NUM_PHENOTYPES} phenotypes), "
+                f"got {spec.name} with {spec.num_pose_joints} and {spec.num_shape}"
+            )
         if config.num_betas < NUM_PHENOTYPES:
-            raise ConfigError(f"num_betas must be at least {NUM_PHENOTYPES} (the phenotypes the body uses), got {config.num_betas}")
+            raise ConfigError(
+                f"num_betas must be at least {NUM_PHENOTYPES} (the phenotypes the body uses), "
+                f"got {config.num_betas}"
+            )
         self.config = config
         self.encoder = AnnyTeacherEncoder(config.encoder)
         if self.encoder.patch_size != config.token_stride:
-            raise ConfigError(f"{config.encoder} has patch {self.encoder.patch_size}, config says {config.token_stride}")
+            raise ConfigError(
+                f"{config.encoder} has patch {self.encoder.patch_size}, config says {config.token_stride}"
+            )
         dim = config.hph_dim
         self.register_buffer("eye", torch.eye(3)[None])  # upstream state, unused
         self.register_buffer("useful_rotmat", useful_bones(spec.joint_names, spec.joint_parents))
         self.register_buffer("dec_pos_emb", sincos_table(config.grid, dim))
         self.register_buffer("init_body_pose", initial_pose())
         self.dec_to_token = nn.Linear(self.encoder.embed_dim, dim)
-        self.decoder = AnnyDecoder(dim, config.hph_depth, config.hph_heads, config.hph_dim_head, config.hph_mlp_dim)
+        self.decoder = AnnyDecoder(
+            dim, config.hph_depth, config.hph_heads, config.hph_dim_head, config.hph_mlp_dim
+        )
         self.mlp_offset = regression_mlp([dim, dim, 2])
         self.mlp_pose = regression_mlp([dim + 6 * NUM_BONES, dim, 6 * NUM_BONES])
         self.mlp_shape = regression_mlp([dim, dim, config.num_betas])
@@ -213,15 +233,24 @@ class MultiHMRAnny(nn.Module):
         """Tokens (B, h, w, C), score logits (B, h, w), scores, regressed fov (B,) and K (B, 3, 3)."""
         size = images.shape[-1]
         if images.shape[-2] != size or size % self.stride:
-            raise ConfigError(f"the Anny teacher needs square inputs whose side is a multiple of {self.stride}, "
-                              f"got {tuple(images.shape[-2:])}")
+            raise ConfigError(
+                f"the Anny teacher needs square inputs whose side is a multiple of {self.stride}, "
+                f"got {tuple(images.shape[-2:])}"
+            )
         feat, cls = self.encoder(images)
         logits = self.encoder.mlp_det(feat)[..., 0]
         fov, K = self.encoder.camera(cls, size)
-        return {"feat": feat, "score_logits": logits, "scores": torch.sigmoid(logits.float()), "fov": fov, "K": K}
+        return {
+            "feat": feat,
+            "score_logits": logits,
+            "scores": torch.sigmoid(logits.float()),
+            "fov": fov,
+            "K": K,
+        }
 
-    def camera_used(self, K: torch.Tensor | None, K_regressed: torch.Tensor,
-                    estimate_K: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def camera_used(
+        self, K: torch.Tensor | None, K_regressed: torch.Tensor, estimate_K: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(K used (B, 3, 3), estimated (B,) bool): the caller's K, the network's where asked or absent."""
         B = K_regressed.shape[0]
         if K is None:
@@ -232,13 +261,16 @@ class MultiHMRAnny(nn.Module):
         est = torch.as_tensor(estimate_K, dtype=torch.bool, device=K.device).reshape(B)
         return torch.where(est[:, None, None], K_regressed, K), est
 
-    def decode(self, feat: torch.Tensor, K: torch.Tensor, b: torch.Tensor, rows: torch.Tensor,
-               cols: torch.Tensor) -> dict[str, torch.Tensor]:
+    def decode(
+        self, feat: torch.Tensor, K: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Per-person outputs for the cells (b, rows, cols), stacked in that order."""
         B, gh, gw, _ = feat.shape
         if (gh, gw) != (self.config.grid, self.config.grid):
-            raise ConfigError(f"this teacher's position table is for {self.config.image_size} px inputs "
-                              f"({self.config.grid}x{self.config.grid} cells), got {gh * self.stride} px")
+            raise ConfigError(
+                f"this teacher's position table is for {self.config.image_size} px inputs "
+                f"({self.config.grid}x{self.config.grid} cells), got {gh * self.stride} px"
+            )
         dec_emb = self.dec_to_token(feat) + self.dec_pos_emb.view(1, gh, gw, -1).to(feat.dtype)
         P = b.shape[0]
         # One padded row of queries per image holding people; slot = rank of the person in its image.
@@ -272,14 +304,32 @@ class MultiHMRAnny(nn.Module):
             verts = out.vertices - centre + transl[:, None]
             joints = out.joints - centre + transl[:, None]
             j2d = project(joints, K_det)
-        return {"y": y, "offset": offset, "loc": loc, "dist_raw": dist_raw, "dist": dist[:, 0], "transl": transl,
-                "phenotypes": phenotypes, "rot6d": rot6d, "rotmat": rotmat, "vertices": verts, "joints": joints,
-                "joints_2d": j2d}
+        return {
+            "y": y,
+            "offset": offset,
+            "loc": loc,
+            "dist_raw": dist_raw,
+            "dist": dist[:, 0],
+            "transl": transl,
+            "phenotypes": phenotypes,
+            "rot6d": rot6d,
+            "rotmat": rotmat,
+            "vertices": verts,
+            "joints": joints,
+            "joints_2d": j2d,
+        }
 
     # ----------------------------------------------------------------- forward
-    def forward(self, images: torch.Tensor, K: torch.Tensor | None = None, det_threshold: float = 0.5,
-                nms_kernel: int | None = None, max_humans: int = 20, with_vertices: bool = True,
-                estimate_K: torch.Tensor | None = None) -> AnnyDetections:
+    def forward(
+        self,
+        images: torch.Tensor,
+        K: torch.Tensor | None = None,
+        det_threshold: float = 0.5,
+        nms_kernel: int | None = None,
+        max_humans: int = 20,
+        with_vertices: bool = True,
+        estimate_K: torch.Tensor | None = None,
+    ) -> AnnyDetections:
         """Detect and reconstruct everyone in (B, 3, S, S) normalised images.
 
         ``K``: (B, 3, 3) intrinsics of the S x S images, or None to use the network's field of view
@@ -325,12 +375,25 @@ class MultiHMRAnny(nn.Module):
         dev = score_map.device
         z = lambda *s: torch.zeros(*s, device=dev)  # noqa: E731
         return AnnyDetections(
-            batch_index=torch.zeros(0, dtype=torch.long, device=dev), score=z(0), loc=z(0, 2), dist=z(0),
-            transl=z(0, 3), transl_pelvis=z(0, 3), rotmat=z(0, NUM_BONES, 3, 3), rotvec=z(0, NUM_BONES, 3),
-            shape=z(0, NUM_PHENOTYPES), expression=z(0, 0), vertices=z(0, spec.num_vertices, 3),
-            joints=z(0, spec.num_joints, 3), joints_2d=z(0, spec.num_joints, 2),
-            cells=torch.zeros(0, 2, dtype=torch.long, device=dev), offset=z(0, 2), pred_cam=z(0, 3),
-            score_map=score_map, phenotypes_all=z(0, self.config.num_betas), **cam,
+            batch_index=torch.zeros(0, dtype=torch.long, device=dev),
+            score=z(0),
+            loc=z(0, 2),
+            dist=z(0),
+            transl=z(0, 3),
+            transl_pelvis=z(0, 3),
+            rotmat=z(0, NUM_BONES, 3, 3),
+            rotvec=z(0, NUM_BONES, 3),
+            shape=z(0, NUM_PHENOTYPES),
+            expression=z(0, 0),
+            vertices=z(0, spec.num_vertices, 3),
+            joints=z(0, spec.num_joints, 3),
+            joints_2d=z(0, spec.num_joints, 2),
+            cells=torch.zeros(0, 2, dtype=torch.long, device=dev),
+            offset=z(0, 2),
+            pred_cam=z(0, 3),
+            score_map=score_map,
+            phenotypes_all=z(0, self.config.num_betas),
+            **cam,
         )
 
 
@@ -350,16 +413,30 @@ def count_anny_teacher(model_or_config: MultiHMRAnny | ModelConfig) -> dict[str,
         cfg = model_or_config
         enc = AnnyTeacherEncoder(cfg.encoder)
         dim = cfg.hph_dim
-        dec = nn.ModuleList([nn.Linear(enc.embed_dim, dim), AnnyDecoder(dim, cfg.hph_depth, cfg.hph_heads,
-                             cfg.hph_dim_head, cfg.hph_mlp_dim), regression_mlp([dim, dim, 2]),
-                             regression_mlp([dim + 6 * NUM_BONES, dim, 6 * NUM_BONES]),
-                             regression_mlp([dim, dim, cfg.num_betas]), regression_mlp([dim, dim, 1])])
-        parts = {"encoder": enc.backbone, "detection_heads": nn.ModuleList([enc.mlp_det, enc.mlp_fov_unique]), "hph": dec}
+        dec = nn.ModuleList(
+            [
+                nn.Linear(enc.embed_dim, dim),
+                AnnyDecoder(dim, cfg.hph_depth, cfg.hph_heads, cfg.hph_dim_head, cfg.hph_mlp_dim),
+                regression_mlp([dim, dim, 2]),
+                regression_mlp([dim + 6 * NUM_BONES, dim, 6 * NUM_BONES]),
+                regression_mlp([dim, dim, cfg.num_betas]),
+                regression_mlp([dim, dim, 1]),
+            ]
+        )
+        parts = {
+            "encoder": enc.backbone,
+            "detection_heads": nn.ModuleList([enc.mlp_det, enc.mlp_fov_unique]),
+            "hph": dec,
+        }
     else:
         m = model_or_config
-        parts = {"encoder": m.encoder.backbone,
-                 "detection_heads": nn.ModuleList([m.encoder.mlp_det, m.encoder.mlp_fov_unique]),
-                 "hph": nn.ModuleList([m.dec_to_token, m.decoder, m.mlp_offset, m.mlp_pose, m.mlp_shape, m.mlp_dist])}
+        parts = {
+            "encoder": m.encoder.backbone,
+            "detection_heads": nn.ModuleList([m.encoder.mlp_det, m.encoder.mlp_fov_unique]),
+            "hph": nn.ModuleList(
+                [m.dec_to_token, m.decoder, m.mlp_offset, m.mlp_pose, m.mlp_shape, m.mlp_dist]
+            ),
+        }
     counts = {k: sum(p.numel() for p in mod.parameters()) for k, mod in parts.items()}
     counts["total"] = sum(counts.values())
     return counts
