@@ -224,13 +224,16 @@ class HMRModel(nn.Module):
             score_map=score_map,
         )
 
-    def forward_train(self, images: torch.Tensor, K: torch.Tensor, locations: list[torch.Tensor]) -> dict:
+    def forward_train(self, images: torch.Tensor, K: torch.Tensor, locations: list[torch.Tensor],
+                      encoded: tuple[torch.Tensor, tuple[int, int]] | None = None) -> dict:
         """Dense maps for the detection losses and per-person outputs at the given token indices.
 
         ``locations[i]`` holds the token indices (row * w + col) of the ground-truth persons of
-        image i; per-person outputs are stacked over the batch in that order.
+        image i; per-person outputs are stacked over the batch in that order. ``encoded``: the
+        ``encode(images)`` result when the caller already has it (a distillation teacher picks its
+        own peaks from the same tokens: one encoder pass per step).
         """
-        tokens, grid = self.encode(images)
+        tokens, grid = encoded if encoded is not None else self.encode(images)
         B = tokens.shape[0]
         logits = self.mlp_classif(tokens)[..., 0]
         offsets = self.mlp_offset(tokens)

@@ -55,9 +55,11 @@ def read_rgb(path: Path) -> np.ndarray:
 class TrainingDataset(Dataset):
     """Wraps a reader: letterbox to ``size`` with random augmentation (seeded per item and epoch)."""
 
-    def __init__(self, reader: Dataset, size: int, augment: AugmentConfig | None = None, seed: int = 0):
+    def __init__(self, reader: Dataset, size: int, augment: AugmentConfig | None = None, seed: int = 0,
+                 teacher_size: int | None = None):
         self.reader = reader
         self.size = size
+        self.teacher_size = teacher_size  # distillation: the same view at the teacher's size
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -70,7 +72,7 @@ class TrainingDataset(Dataset):
 
     def __getitem__(self, i: int) -> Sample:
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        return prepare_sample(self.reader[i], self.size, self.augment, rng)
+        return prepare_sample(self.reader[i], self.size, self.augment, rng, teacher_size=self.teacher_size)
 
 
 class ConcatReaders(torch.utils.data.ConcatDataset):

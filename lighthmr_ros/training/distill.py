@@ -12,13 +12,22 @@ What the student learns from the teacher (all optional by weight):
     grid (cosine distance).
 The total is ``gt_weight * L_gt + teacher_weight * L_teacher`` (Multi-HMR's students used 0.7 / 0.3).
 
-The teacher sees the same (augmented) image, resized to its own input size; K scales with it
-(u' = s (u + 0.5) - 0.5, the pixel-centre convention of bilinear resizing). Its outputs can be cached
-on disk per image (key: hash of the network input, K and GT centres), so a frozen teacher runs once
-when the augmentation is deterministic per item (``data.augment_per_epoch: false``).
+Teacher cost, designed for a real run:
+  - the teacher sees the same (augmented) view at ITS OWN input size, warped by the data pipeline from
+    the original pixels (``prepare_sample(teacher_size=...)``), never the student's image upsampled;
+    K is that view's K;
+  - ONE teacher pass per step: one encoder pass gives the score map, the teacher's own peaks (pseudo-label
+    cells) and the tokens; its decoder then runs at the GT and peak cells from those same tokens;
+  - under autocast in the precision rule of ``lighthmr_ros.device`` (fp16 on CUDA, bf16 on CPUs with
+    native bf16, else fp32; ``teacher.precision``);
+  - an optional disk cache (``cache_dir``) whose size is known before the run: one entry per training
+    image, ``entry_bytes`` each (mostly the fp16 tokens on the student grid). It is refused with per-epoch
+    augmentation (no entry would ever hit again and the cache would grow by a data set per epoch) and
+    when the estimate exceeds ``cache_max_gb``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -49,7 +58,10 @@ class TeacherConfig:
     feature_weight: float = 1.0
     teacher_locations: bool = False
     det_threshold: float = 0.5
+    max_people: int = 20  # teacher peaks per image at most
+    precision: str = "auto"  # the teacher's autocast: auto (device rule) | fp32 | fp16 | bf16
     cache_dir: str | None = None
+    cache_max_gb: float = 500.0  # refuse a cache whose estimated size is larger
     seed: int = 0
 
 
@@ -101,7 +113,7 @@ def resample_tokens(tokens: torch.Tensor, src: tuple[int, int], dst: tuple[int, 
 
 
 class TeacherCache:
-    """One small .pt file per network input under ``root`` (atomic writes, safe loading)."""
+    """One small .pt file per teacher input under ``root`` (atomic writes, safe loading)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -134,6 +146,15 @@ class TeacherCache:
         os.replace(tmp, path)
 
 
+def entry_bytes(student_grid: tuple[int, int], teacher_dim: int, features: bool, people: int = 4,
+                num_pose: int = 53, num_joints: int = 127) -> int:
+    """Bytes of one cache entry: fp16 tokens on the student grid (when features are on), the score map,
+    and about ``people`` persons' outputs (rotations, joints, 2-D joints; fp32)."""
+    cells = student_grid[0] * student_grid[1]
+    person = 4 * (num_pose * 9 + num_joints * 5 + 32)
+    return (2 * cells * teacher_dim if features else 0) + 4 * cells + people * person + 1024
+
+
 class Distiller(nn.Module):
     """Holds the frozen teacher (not a submodule: never saved or trained) and the feature projector."""
 
@@ -141,6 +162,8 @@ class Distiller(nn.Module):
 
     def __init__(self, cfg: TeacherConfig, student: nn.Module, device: torch.device):
         super().__init__()
+        from lighthmr_ros.device import resolve_precision
+
         self.cfg = cfg
         self._teacher = [load_teacher(cfg, device)]  # list: keep it out of state_dict / parameters()
         t_dim = self.teacher.backbone.embed_dim
@@ -151,111 +174,134 @@ class Distiller(nn.Module):
         self.pose_map = _name_map(sspec.pose_joint_names, tspec.pose_joint_names)
         self.joint_map = _name_map(sspec.joint_names, tspec.joint_names)
         self.teacher_pelvis = tspec.pelvis_index
+        choice = resolve_precision(cfg.precision, device)
+        self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(choice.name)
+        log.info("distillation teacher %s at %d px: %s", cfg.checkpoint or cfg.name, self.image_size, choice.reason)
 
     @property
     def teacher(self) -> nn.Module:
         return self._teacher[0]
 
+    @property
+    def image_size(self) -> int:
+        """The teacher's input size (fixed by its architecture: its HPH token grid)."""
+        return self.teacher.config.image_size
+
+    def check_cache(self, num_images: int, student_grid: tuple[int, int], augment_per_epoch: bool) -> int:
+        """The cache's size in bytes, stated before the run; refuses a cache that could never hit or is too big."""
+        if self.cache is None:
+            return 0
+        if augment_per_epoch:
+            raise ConfigError("teacher.cache_dir with data.augment_per_epoch: true would never hit (every epoch "
+                              "augments anew) and grow by a whole data set per epoch; set data.augment_per_epoch: "
+                              "false or drop teacher.cache_dir")
+        size = num_images * entry_bytes(student_grid, self.teacher.backbone.embed_dim, self.cfg.features)
+        if size > self.cfg.cache_max_gb * 1e9:
+            raise ConfigError(f"the teacher cache would hold {num_images} entries of about "
+                              f"{size / num_images / 1e6:.2f} MB = {size / 1e9:.1f} GB, over teacher.cache_max_gb "
+                              f"({self.cfg.cache_max_gb:g}); raise it, turn teacher.features off or drop the cache")
+        log.info("teacher cache %s: %d entries x %.2f MB = %.2f GB at most", self.cache.root, num_images,
+                 size / num_images / 1e6, size / 1e9)
+        return size
+
+    def _autocast(self, device: torch.device):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
+
     # ------------------------------------------------------------------ teacher side
     @torch.no_grad()
-    def _run_teacher(self, images, K, centres_s, batch_index, student_grid, size_s, extra_cells):
-        """Teacher outputs for a batch (no cache)."""
+    def _run_teacher(self, images_t, K_t, centres_s, batch_index, student_grid, size_s, taken) -> list[dict]:
+        """One teacher pass over a batch of teacher views: per image, the outputs at its GT persons
+        followed by its own extra detections (student cells no GT person holds)."""
         teacher = self.teacher
-        st = teacher.config.image_size  # fixed by the teacher's architecture (its HPH token grid)
+        st = images_t.shape[-1]
         s = st / size_s
-        img_t = F.interpolate(images.float(), size=(st, st), mode="bilinear", align_corners=False) if st != size_s else images
-        K_t = scale_K(K.float(), s)
-        B = images.shape[0]
-        # grid first (a dry encode would cost a second pass: compute it from the stride)
-        gt_h = gt_w = st // teacher.stride
-        c_t = (centres_s + 0.5) * s - 0.5
-        col = (c_t[:, 0] / teacher.stride).floor().long().clamp(0, gt_w - 1)
-        row = (c_t[:, 1] / teacher.stride).floor().long().clamp(0, gt_h - 1)
-        cells = row * gt_w + col
-        locs = [cells[batch_index == b] for b in range(B)]
-        if extra_cells is not None:  # student-grid cells -> their centres -> teacher cells
-            ws = student_grid[1]
-            stride_s = size_s / ws
+        B = images_t.shape[0]
+        hs, ws = student_grid
+        stride_s = size_s / ws
+        with self._autocast(images_t.device):
+            tokens, grid_t = teacher.encode(images_t)
+            logits = teacher.mlp_classif(tokens)[..., 0].float()
+        gh, gw = grid_t
+        c_t = (centres_s + 0.5) * s - 0.5  # student pixels -> teacher pixels (same view, resized)
+        col = (c_t[:, 0] / teacher.stride).floor().long().clamp(0, gw - 1)
+        row = (c_t[:, 1] / teacher.stride).floor().long().clamp(0, gh - 1)
+        gt_cells = row * gw + col
+        locs = [gt_cells[batch_index == b] for b in range(B)]
+        extras = [torch.zeros(0, dtype=torch.long) for _ in range(B)]
+        if self.cfg.teacher_locations:
+            score_map = logits.sigmoid().clamp(1e-4, 1 - 1e-4).reshape(B, gh, gw)
+            with self._autocast(images_t.device):
+                pb, pn, off = teacher.find_people(tokens, score_map, self.cfg.det_threshold, None, self.cfg.max_people)
+            off = off.float()
+            loc = (torch.stack([pn % gw, pn // gw], -1).float() + 0.5 + off) * teacher.stride  # teacher pixels
+            u = (loc + 0.5) / s - 0.5  # student pixels
+            cell_s = (u[:, 1] / stride_s).floor().long().clamp(0, hs - 1) * ws + (u[:, 0] / stride_s).floor().long().clamp(0, ws - 1)
             for b in range(B):
-                e = extra_cells[b].to(images.device)
-                cx = ((e % ws).float() + 0.5) * stride_s
-                cy = ((e // ws).float() + 0.5) * stride_s
-                tc = ((cy + 0.5) * s - 0.5) // teacher.stride * gt_w + ((cx + 0.5) * s - 0.5) // teacher.stride
-                locs[b] = torch.cat([locs[b], tc.long().clamp(0, gt_h * gt_w - 1)])
-        out = teacher.forward_train(img_t, K_t, locs)
-        grid_t = tuple(out["grid"])
-        probs = out["score_logits"].float().sigmoid()
-        result = {"scores": resample_scores(probs, grid_t, student_grid)}
-        for key in self.PERSON_KEYS:
-            result[key] = out[key].float()
-        result["joints_2d"] = (result["joints_2d"] + 0.5) / s - 0.5  # back to student pixels
-        result["counts"] = torch.tensor([len(l) for l in locs])
-        if self.cfg.features:
-            result["tokens"] = resample_tokens(out["tokens"].float(), grid_t, student_grid).half()
-        return result
-
-    @torch.no_grad()
-    def teacher_peaks(self, images, K, size_s, student_grid, taken: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Teacher detections as student-grid cells not already taken by GT persons."""
-        teacher = self.teacher
-        B = images.shape[0]
-        tag = f"peaks:{self.cfg.checkpoint or self.cfg.name}:{self.cfg.det_threshold}:{student_grid}"
-        keys = [TeacherCache.key(images[b], K[b], torch.zeros(0), tag) for b in range(B)] if self.cache else [None] * B
-        found = [self.cache.get(k) if k else None for k in keys]
-        todo = [b for b in range(B) if found[b] is None]
-        if todo:
-            st = teacher.config.image_size  # fixed by the teacher's architecture (its HPH token grid)
-            s = st / size_s
-            sub = images[todo]
-            img_t = F.interpolate(sub.float(), size=(st, st), mode="bilinear", align_corners=False) if st != size_s else sub
-            det = teacher(img_t, scale_K(K[todo].float(), s), det_threshold=self.cfg.det_threshold, with_vertices=False)
-            hs, ws = student_grid
-            stride = size_s / ws
-            for i, b in enumerate(todo):
-                loc = (det.loc[det.batch_index == i] + 0.5) / s - 0.5
-                col = (loc[:, 0] / stride).floor().long().clamp(0, ws - 1)
-                row = (loc[:, 1] / stride).floor().long().clamp(0, hs - 1)
-                found[b] = {"cells": torch.unique(row * ws + col).cpu()}
-                if self.cache:
-                    self.cache.put(keys[b], found[b])
-        out = []
+                mine = (pb == b).nonzero().flatten()
+                seen = set(taken[b].tolist())
+                keep_t, keep_s = [], []
+                for i in mine.tolist():
+                    c = int(cell_s[i])
+                    if c not in seen:
+                        seen.add(c)
+                        keep_s.append(c)
+                        keep_t.append(int(pn[i]))
+                extras[b] = torch.tensor(keep_s, dtype=torch.long)
+                locs[b] = torch.cat([locs[b], torch.tensor(keep_t, dtype=torch.long, device=locs[b].device)])
+        with self._autocast(images_t.device):
+            out = teacher.forward_train(images_t, K_t, locs, encoded=(tokens, grid_t))
+        scores = resample_scores(logits.sigmoid(), grid_t, student_grid)
+        feats = resample_tokens(tokens.float(), grid_t, student_grid).half() if self.cfg.features else None
+        counts = [len(loc) for loc in locs]
+        starts = [sum(counts[:b]) for b in range(B)]
+        entries = []
         for b in range(B):
-            cells = found[b]["cells"]
-            out.append(cells[~torch.isin(cells, taken[b].cpu())])
-        return out
+            rows = slice(starts[b], starts[b] + counts[b])
+            entry = {k: out[k][rows].float() for k in self.PERSON_KEYS}
+            entry["joints_2d"] = (entry["joints_2d"] + 0.5) / s - 0.5  # back to student pixels
+            entry["scores"] = scores[b]
+            entry["extra_cells"] = extras[b]
+            if feats is not None:
+                entry["tokens"] = feats[b]
+            entries.append(entry)
+        return entries
 
-    def teacher_outputs(self, images, K, centres, batch_index, student_grid, size_s, extra_cells=None) -> dict:
-        """Teacher outputs for the batch, through the cache when configured (per image)."""
-        if self.cache is None:
-            return self._run_teacher(images, K, centres, batch_index, student_grid, size_s, extra_cells)
-        B = images.shape[0]
-        tag = f"{self.cfg.checkpoint or self.cfg.name}:{self.teacher.config.image_size}:{student_grid}:{self.cfg.features}"
-        keys = [TeacherCache.key(images[b], K[b], centres[batch_index == b], tag + (
-            f":{extra_cells[b].tolist()}" if extra_cells is not None else "")) for b in range(B)]
-        per_image = [self.cache.get(k) for k in keys]
+    def teach(self, batch: dict, centres: torch.Tensor, batch_index: torch.Tensor, student_grid: tuple[int, int],
+              size_s: int, taken: list[torch.Tensor]) -> tuple[dict, list[torch.Tensor]]:
+        """Teacher targets for a collated batch and the extra student cells to decode (its pseudo-labels).
+
+        ``centres`` / ``batch_index``: the GT persons the student decodes (student pixels), ``taken``:
+        their student cells per image. Through the cache when configured (per image)."""
+        if "teacher_images" not in batch:
+            raise ConfigError("the batch has no teacher view: build the data set with the teacher's size "
+                              "(TrainingDataset(teacher_size=...)) so the teacher sees the original pixels")
+        dev = centres.device
+        images_t, K_t = batch["teacher_images"].to(dev), batch["teacher_K"].to(dev)
+        B = images_t.shape[0]
+        tag = (f"{self.cfg.checkpoint or self.cfg.name}:{self.image_size}:{student_grid}:{self.cfg.features}:"
+               f"{self.cfg.teacher_locations}:{self.cfg.det_threshold}")
+        keys = [TeacherCache.key(images_t[b], K_t[b], centres[batch_index == b], tag) if self.cache else None
+                for b in range(B)]
+        per_image = [self.cache.get(k) if k else None for k in keys]
         missing = [b for b in range(B) if per_image[b] is None]
         if missing:
-            sub = torch.tensor(missing, device=images.device)
+            sub = torch.tensor(missing, device=dev)
             mask = torch.isin(batch_index, sub)
-            remap = torch.full((B,), -1, dtype=torch.long, device=batch_index.device)
-            remap[sub] = torch.arange(len(missing), device=batch_index.device)
-            fresh = self._run_teacher(images[sub], K[sub], centres[mask], remap[batch_index[mask]], student_grid, size_s,
-                                      [extra_cells[b] for b in missing] if extra_cells is not None else None)
-            starts = torch.cumsum(fresh["counts"], 0) - fresh["counts"]
-            for i, b in enumerate(missing):
-                lo, hi = int(starts[i]), int(starts[i] + fresh["counts"][i])
-                item = {k: fresh[k][lo:hi].cpu() for k in self.PERSON_KEYS}
-                item["scores"] = fresh["scores"][i].cpu()
-                if "tokens" in fresh:
-                    item["tokens"] = fresh["tokens"][i].cpu()
-                self.cache.put(keys[b], item)
-                per_image[b] = item
-        dev = images.device
-        result = {k: torch.cat([p[k] for p in per_image]).to(dev) for k in self.PERSON_KEYS}
-        result["scores"] = torch.stack([p["scores"] for p in per_image]).to(dev)
+            remap = torch.full((B,), -1, dtype=torch.long, device=dev)
+            remap[sub] = torch.arange(len(missing), device=dev)
+            fresh = self._run_teacher(images_t[sub], K_t[sub], centres[mask], remap[batch_index[mask]], student_grid,
+                                      size_s, [taken[b] for b in missing])
+            for b, entry in zip(missing, fresh):
+                per_image[b] = entry
+                if self.cache is not None:
+                    self.cache.put(keys[b], {k: v.cpu() for k, v in entry.items()})
+        result = {k: torch.cat([p[k].to(dev) for p in per_image]) for k in self.PERSON_KEYS}
+        result["scores"] = torch.stack([p["scores"].to(dev) for p in per_image])
         if self.cfg.features:
-            result["tokens"] = torch.stack([p["tokens"] for p in per_image]).to(dev)
-        return result
+            result["tokens"] = torch.stack([p["tokens"].to(dev) for p in per_image])
+        return result, [p["extra_cells"].cpu() for p in per_image]
 
     # ------------------------------------------------------------------ losses
     def losses(self, out: dict, t: dict, pelvis: int, size: int, w: LossWeights) -> dict[str, torch.Tensor]:

@@ -171,13 +171,14 @@ def build_model(cfg: TrainConfig):
     return model
 
 
-def build_loader(cfg: TrainConfig, size: int, info: DistInfo, sources=None, augment=True, pin_memory: bool = False):
+def build_loader(cfg: TrainConfig, size: int, info: DistInfo, sources=None, augment=True, pin_memory: bool = False,
+                 teacher_size: int | None = None):
     readers = []
     for src in sources if sources is not None else cfg.data.train:
         readers.append(create_dataset(src.dataset, src.root, split=src.split, subsample=src.subsample, **src.options))
     reader = readers[0] if len(readers) == 1 else ConcatReaders(readers)
     aug = cfg.data.augment if augment else AugmentConfig(enabled=False)
-    ds = TrainingDataset(reader, size, aug, seed=cfg.run.seed)
+    ds = TrainingDataset(reader, size, aug, seed=cfg.run.seed, teacher_size=teacher_size)
     sampler = EpochSampler(len(ds), cfg.data.batch_size, info.rank, info.world, cfg.run.seed, shuffle=augment)
     loader = DataLoader(ds, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
                         collate_fn=make_collate(size), persistent_workers=False, drop_last=False, pin_memory=pin_memory,
@@ -282,9 +283,9 @@ def compute_step_losses(module, model, distiller, batch, cfg: TrainConfig, size:
     valid = batch["valid"]
     locations, keep, offset_t = token_locations(center, bidx, B, grid, size, valid)
     ignore = ignored_cells(center, bidx, valid, B, grid, size) if not bool(valid.all()) else None
-    extra = None
-    if distiller is not None and distiller.cfg.teacher_locations:
-        extra = [e.cpu() for e in distiller.teacher_peaks(images, K, size, grid, locations)]
+    extra, teacher = None, None
+    if distiller is not None:  # one teacher pass: its targets and its extra (pseudo-label) cells
+        teacher, extra = distiller.teach(batch, center[keep].to(device), bidx[keep].to(device), grid, size, locations)
     locs = [torch.cat([locations[b], extra[b]]) if extra is not None else locations[b] for b in range(B)]
     with amp_ctx():
         out = module(images, K, [loc.to(device) for loc in locs])
@@ -302,8 +303,7 @@ def compute_step_losses(module, model, distiller, batch, cfg: TrainConfig, size:
         losses.update(person_losses(gt_out, targets, model.body.spec.pelvis_index, model.body.spec.head_index, size, w))
     total = weighted_total(losses, w)
     if distiller is not None:
-        t = distiller.teacher_outputs(images, K, center[keep].to(device), kept_b, grid, size, extra)
-        kd = distiller.losses(out, t, model.body.spec.pelvis_index, size, w)
+        kd = distiller.losses(out, teacher, model.body.spec.pelvis_index, size, w)
         losses.update(kd)
         kd_total = sum(kd.values()) if kd else torch.zeros((), device=device)
         total = distiller.cfg.gt_weight * total + distiller.cfg.teacher_weight * kd_total
@@ -356,7 +356,10 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
     def amp_ctx():
         return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
 
-    ds, sampler, loader = build_loader(cfg, size, info, pin_memory=device.type == "cuda")
+    ds, sampler, loader = build_loader(cfg, size, info, pin_memory=device.type == "cuda",
+                                       teacher_size=distiller.image_size if distiller is not None else None)
+    if distiller is not None:
+        distiller.check_cache(len(ds), (model.config.grid, model.config.grid), cfg.data.augment_per_epoch)
     step = epoch = batch_in_epoch = 0
     last = ckpt_dir / "last.pt"
     if cfg.run.resume and last.exists():
