@@ -3,14 +3,19 @@
     ros2 launch lighthmr_ros detect.launch.py image_topic:=/camera/color/image_raw \
         camera_info_topic:=/camera/color/camera_info device:=cuda
 
-Launch arguments given here override the same keys of params_file.
+The node is a lifecycle node, started as a launch_ros LifecycleNode. With autostart:=true (the
+default) it configures and activates itself; with autostart:=false it waits in `unconfigured` for a
+lifecycle manager (nav2_lifecycle_manager with node_names: [lighthmr_detect], or
+`ros2 lifecycle set /lighthmr_detect configure` then `activate`). Launch arguments given here
+override the same keys of params_file.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 
 def generate_launch_description():
@@ -30,11 +35,12 @@ def generate_launch_description():
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N"),
         DeclareLaunchArgument("compressed", default_value="false",
                               description="subscribe to <image_topic>/compressed (CompressedImage)"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate at start; false: wait for a lifecycle manager"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (true when playing a rosbag with --clock)"),
     ]
-    image_topic = LaunchConfiguration("image_topic")
-    node = Node(
+    node = LifecycleNode(
         package="lighthmr_ros",
         executable="detect_node",
         name="lighthmr_detect",
@@ -47,12 +53,13 @@ def generate_launch_description():
                 "checkpoint": ParameterValue(LaunchConfiguration("checkpoint"), value_type=str),
                 "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
                 "compressed": ParameterValue(LaunchConfiguration("compressed"), value_type=bool),
+                "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
                 "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
             },
         ],
+        # One remap: the node derives <image>/compressed from the resolved image topic.
         remappings=[
-            ("image", image_topic),
-            ("image/compressed", [image_topic, "/compressed"]),
+            ("image", LaunchConfiguration("image_topic")),
             ("camera_info", LaunchConfiguration("camera_info_topic")),
         ],
     )

@@ -31,6 +31,8 @@ IMPORT_SOURCES = {
     "lifecycle_msgs": "lifecycle_msgs", "builtin_interfaces": "builtin_interfaces",
     "rcl_interfaces": "rcl_interfaces", "launch": "launch", "launch_ros": "launch_ros",
     "ament_index_python": "ament_index_python", "std_srvs": "std_srvs",
+    "tf2_ros": "tf2_ros_py", "tf2_msgs": "tf2_msgs", "sensor_msgs_py": "sensor_msgs_py",
+    "transforms3d": "python3-transforms3d",
 }
 # Imported only by tests or optional tools, never by an installed module: not dependencies of the package.
 OPTIONAL_PIP = {"pyrender", "std_srvs"}

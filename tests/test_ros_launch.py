@@ -15,7 +15,7 @@ from lighthmr_ros.ros.params import PARAMS, Settings, descriptor  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = REPO / "launch" / "detect.launch.py"
 REQUIRED = {"image_topic", "camera_info_topic", "namespace", "params_file", "checkpoint", "device", "compressed",
-            "use_sim_time"}
+            "autostart", "use_sim_time"}
 
 
 def _call_name(node: ast.Call) -> str:
@@ -33,12 +33,18 @@ def test_launch_file_declares_arguments():
     assert declared == REQUIRED
     used = {c.args[0].value for c in calls if _call_name(c) == "LaunchConfiguration"}
     assert used == REQUIRED  # every argument reaches the node
-    nodes = [c for c in calls if _call_name(c) == "Node"]
-    assert len(nodes) == 1
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert "LifecycleNode" in imported and "Node" not in imported  # a lifecycle node, managed as one
+    nodes = [c for c in calls if _call_name(c) in ("Node", "LifecycleNode")]
+    assert len(nodes) == 1 and _call_name(nodes[0]) == "LifecycleNode"
     keywords = {k.arg: k.value for k in nodes[0].keywords}
     assert keywords["package"].value == "lighthmr_ros" and keywords["executable"].value == "detect_node"
+    assert keywords["name"].value == "lighthmr_detect" and "namespace" in keywords  # LifecycleNode needs both
     remapped = {e.elts[0].value for e in keywords["remappings"].elts}
-    assert remapped == {"image", "image/compressed", "camera_info"}
+    assert remapped == {"image", "camera_info"}  # the node derives image/compressed itself
+    overrides = next(e for e in keywords["parameters"].elts if isinstance(e, ast.Dict))
+    keys = {k.value for k in overrides.keys}
+    assert {"autostart", "use_sim_time", "device", "checkpoint", "compressed"} <= keys
 
 
 def test_yaml_defaults_match_parameter_table():
