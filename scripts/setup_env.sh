@@ -58,6 +58,13 @@ if ! command -v chromium >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# 4b. qemu-user (Debian's): tests run onnxruntime's AVX2 integer kernels under `qemu-x86_64 -cpu Haswell`
+#     whatever this host's CPU (tests/test_int8_avx2.py).
+if [ "$(uname -m)" = x86_64 ] && ! command -v qemu-x86_64 >/dev/null; then
+  log "installing qemu-user (apt)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null
+fi
+
 # 5. Web front end (npm ci + vite build, its own stamp).
 if [ -x scripts/build_web.sh ]; then
   scripts/build_web.sh

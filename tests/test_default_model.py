@@ -74,6 +74,7 @@ def test_int8_and_bf16_keep_the_default_models_accuracy(tmp_path, capsys):
     assert main(["export", "--onnx", str(export), "--int8"]) == 0
     printed = capsys.readouterr().out
     assert "with int8 graphs" in printed and "int8 vs torch fp32, max abs difference" in printed
+    assert "cannot saturate" in printed  # 7-bit weights: exact integer arithmetic on AVX2, AVX-512 and VNNI
     assert (export / "encoder.int8.onnx").stat().st_size < 0.5 * (export / "encoder.onnx").stat().st_size
     results = {}
     runs = (("torch", []), ("int8", ["--backend", "onnxruntime", "--precision", "int8", "--onnx-dir", str(export)]),
@@ -84,9 +85,12 @@ def test_int8_and_bf16_keep_the_default_models_accuracy(tmp_path, capsys):
                      "--device", "cpu", "--output", str(out), *extra]) == 0
         results[name] = json.loads(out.read_text())
     ref, got = results["torch"], results["int8"]
+    print({k: {m: round(v[m], 2) for m in ("f1", "pa_mpjpe", "pve", "pa_pve")} for k, v in results.items()})
     assert got["backend"] == "onnxruntime" and got["network_precision"] == "int8"
     assert abs(got["f1"] - ref["f1"]) <= 5.0, (ref, got)
-    assert abs(got["pa_mpjpe"] - ref["pa_mpjpe"]) <= 10.0 and abs(got["pve"] - ref["pve"]) <= 15.0, (ref, got)
+    # 7-bit weights: exact integer arithmetic on every x86 kernel, so the bound holds on AVX2 as on VNNI
+    # (measured on both kinds of host: see docs/performance.md)
+    assert abs(got["pa_mpjpe"] - ref["pa_mpjpe"]) <= 2.0 and abs(got["pve"] - ref["pve"]) <= 3.0, (ref, got)
     # torch bf16 autocast (held-out 200 scenes: F1 81.3 -> 81.4 %, PA-MPJPE 198.0 -> 198.1 mm)
     bf16 = results["bf16"]
     assert bf16["backend"] == "torch" and bf16["network_precision"] == "bf16"
