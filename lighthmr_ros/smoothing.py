@@ -75,7 +75,7 @@ class _TrackState:
     translation_speed: np.ndarray  # (3,) filtered velocity, m/s
     shape: np.ndarray
     shape_speed: np.ndarray
-    rotations: torch.Tensor  # (J, 3, 3) filtered, float64
+    rotations: torch.Tensor  # (J, 4) filtered unit quaternions (x, y, z, w), float64
     rotation_speed: np.ndarray  # (J,) filtered angular speed, rad/s
 
 
@@ -87,15 +87,20 @@ def _euro_vector(x: np.ndarray, prev: np.ndarray, prev_speed: np.ndarray, dt: fl
     return prev + smoothing_factor(dt, cutoff) * (x - prev), speed_hat
 
 
-def _euro_rotations(rot: torch.Tensor, prev: torch.Tensor, prev_speed: np.ndarray, dt: float,
+def _euro_rotations(quat: torch.Tensor, prev: torch.Tensor, prev_speed: np.ndarray, dt: np.ndarray,
                     p: OneEuroParams):
-    """One One-Euro step per rotation (J, 3, 3), on the rotation group: slerp from prev toward rot."""
-    delta = roma.rotmat_to_rotvec(prev.transpose(-1, -2) @ rot)  # relative rotation, tangent at prev
+    """One One-Euro step per rotation, on the rotation group: a slerp from prev toward quat.
+
+    quat, prev (P, J, 4) unit quaternions of P people; prev_speed (P, J); dt (P,). All people of a
+    frame go through in one batch (the per-call cost of small tensor operations dominates).
+    """
+    delta = roma.unitquat_to_rotvec(roma.quat_product(roma.quat_conjugation(prev), quat))  # tangent at prev
+    dt = dt[:, None]
     speed = delta.norm(dim=-1).numpy() / dt
     speed_hat = prev_speed + smoothing_factor(dt, p.d_cutoff) * (speed - prev_speed)
     alpha = smoothing_factor(dt, p.min_cutoff + p.beta * speed_hat)
-    step = roma.rotvec_to_rotmat(delta * torch.from_numpy(alpha)[:, None])
-    return prev @ step, speed_hat
+    step = roma.rotvec_to_unitquat(delta * torch.from_numpy(alpha)[..., None])
+    return roma.quat_product(prev, step), speed_hat
 
 
 class Smoother:
@@ -115,40 +120,56 @@ class Smoother:
 
     def update(self, humans: Sequence[Human], stamp_s: float) -> list[Human]:
         stamp_s = float(stamp_s)
-        out = []
-        for h in humans:
-            out.append(self._filter(h, stamp_s) if h.id != 0 else h)
-        gap = self.params.max_gap_s
-        self._tracks = {k: s for k, s in self._tracks.items() if stamp_s - s.stamp_s <= gap}
+        p = self.params
+        out = list(humans)
+        tracked = [i for i, h in enumerate(humans) if h.id != 0]
+        if tracked:
+            poses = np.stack([np.asarray(humans[i].pose, dtype=np.float64).reshape(-1, 3) for i in tracked])
+            quats = roma.rotvec_to_unitquat(torch.from_numpy(poses))
+            going: list[tuple[int, int, _TrackState]] = []  # (index in humans, index in tracked, state)
+            for k, i in enumerate(tracked):
+                h, state = humans[i], self._tracks.get(humans[i].id)
+                dt = stamp_s - state.stamp_s if state is not None else 0.0
+                fits = state is not None and state.rotations.shape == quats[k].shape \
+                    and state.shape.shape == np.shape(h.shape)
+                if not fits or not (0.0 < dt <= p.max_gap_s):
+                    self._tracks[h.id] = _TrackState(
+                        stamp_s, np.asarray(h.translation, dtype=np.float64).reshape(3), np.zeros(3),
+                        np.asarray(h.shape, dtype=np.float64).reshape(-1), np.zeros(np.size(h.shape)),
+                        quats[k], np.zeros(len(quats[k])))
+                else:
+                    going.append((i, k, state))
+            if going:
+                self._filter(humans, quats, going, stamp_s, out)
+        self._tracks = {k: s for k, s in self._tracks.items() if stamp_s - s.stamp_s <= p.max_gap_s}
         return out
 
-    def _filter(self, h: Human, stamp_s: float) -> Human:
+    def _filter(self, humans: Sequence[Human], quats: torch.Tensor, going, stamp_s: float,
+                out: list) -> None:
         p = self.params
-        t = np.asarray(h.translation, dtype=np.float64).reshape(3)
-        shape = np.asarray(h.shape, dtype=np.float64).reshape(-1)
-        rot = roma.rotvec_to_rotmat(torch.as_tensor(np.asarray(h.pose, dtype=np.float64).reshape(-1, 3)))
-        state = self._tracks.get(h.id)
-        dt = stamp_s - state.stamp_s if state is not None else 0.0
-        if state is None or not (0.0 < dt <= p.max_gap_s) or state.rotations.shape != rot.shape \
-                or state.shape.shape != shape.shape:
-            self._tracks[h.id] = _TrackState(stamp_s, t, np.zeros(3), shape, np.zeros_like(shape), rot,
-                                             np.zeros(rot.shape[0]))
-            return h
-        t_new, t_speed = _euro_vector(t, state.translation, state.translation_speed, dt, p.translation)
-        s_new, s_speed = _euro_vector(shape, state.shape, state.shape_speed, dt, p.shape)
-        r_new, r_speed = _euro_rotations(rot, state.rotations, state.rotation_speed, dt, p.rotation)
-        self._tracks[h.id] = _TrackState(stamp_s, t_new, t_speed, s_new, s_speed, r_new, r_speed)
-        shift = (t_new - t).astype(np.float32)
-        dtype = np.asarray(h.pose).dtype
-        return dataclasses.replace(
-            h,
-            translation=t_new.astype(np.asarray(h.translation).dtype),
-            pose=roma.rotmat_to_rotvec(r_new).numpy().astype(dtype).reshape(np.shape(h.pose)),
-            shape=s_new.astype(np.asarray(h.shape).dtype),
-            joints=np.asarray(h.joints) + shift,
-            vertices=None if h.vertices is None else np.asarray(h.vertices) + shift,
-            extras={**h.extras, "smoothed": True},
-        )
+        dts = np.array([stamp_s - state.stamp_s for _, _, state in going])
+        prev = torch.stack([state.rotations for _, _, state in going])
+        prev_speed = np.stack([state.rotation_speed for _, _, state in going])
+        r_new, r_speed = _euro_rotations(quats[[k for _, k, _ in going]], prev, prev_speed, dts, p.rotation)
+        rotvecs = roma.unitquat_to_rotvec(r_new).numpy()
+        for n, (i, _, state) in enumerate(going):
+            h = humans[i]
+            t = np.asarray(h.translation, dtype=np.float64).reshape(3)
+            shape = np.asarray(h.shape, dtype=np.float64).reshape(-1)
+            t_new, t_speed = _euro_vector(t, state.translation, state.translation_speed, dts[n],
+                                          p.translation)
+            s_new, s_speed = _euro_vector(shape, state.shape, state.shape_speed, dts[n], p.shape)
+            self._tracks[h.id] = _TrackState(stamp_s, t_new, t_speed, s_new, s_speed, r_new[n], r_speed[n])
+            shift = (t_new - t).astype(np.float32)
+            out[i] = dataclasses.replace(
+                h,
+                translation=t_new.astype(np.asarray(h.translation).dtype),
+                pose=rotvecs[n].astype(np.asarray(h.pose).dtype).reshape(np.shape(h.pose)),
+                shape=s_new.astype(np.asarray(h.shape).dtype),
+                joints=np.asarray(h.joints) + shift,
+                vertices=None if h.vertices is None else np.asarray(h.vertices) + shift,
+                extras={**h.extras, "smoothed": True},
+            )
 
 
 def rebuild_meshes(humans: Sequence[Human], body, K: np.ndarray,
