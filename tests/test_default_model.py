@@ -89,7 +89,7 @@ def test_int8_and_bf16_keep_the_default_models_accuracy(tmp_path, capsys):
     assert got["backend"] == "onnxruntime" and got["network_precision"] == "int8"
     assert abs(got["f1"] - ref["f1"]) <= 5.0, (ref, got)
     # 7-bit weights: exact integer arithmetic on every x86 kernel, so the bound holds on AVX2 as on VNNI
-    # (measured on both kinds of host: see docs/performance.md)
+    # (AVX2 kernels checked under qemu: tests/test_int8_avx2.py, docs/performance.md)
     assert abs(got["pa_mpjpe"] - ref["pa_mpjpe"]) <= 2.0 and abs(got["pve"] - ref["pve"]) <= 3.0, (ref, got)
     # torch bf16 autocast (held-out 200 scenes: F1 81.3 -> 81.4 %, PA-MPJPE 198.0 -> 198.1 mm)
     bf16 = results["bf16"]

@@ -25,6 +25,7 @@ def test_health(web_client, web_predictor):
     assert body["busy"] is False and body["pending"] == 0
     assert body["max_upload_bytes"] > 0 and body["max_pixels"] > 0
     assert (body["det_threshold"], body["fov_deg"]) == (0.5, 60.0)
+    assert body["precision"] == web_predictor.precision and body["precision_reason"] == web_predictor.precision_reason
 
 
 def test_topology_sent_once_with_etag(web_client, web_predictor):

@@ -72,6 +72,9 @@ class HealthResponse(BaseModel):
     message: str | None = None
     body_model: str | None = None
     device: str | None = None
+    precision: str | None = Field(None, description="the precision the network runs in (fp32, fp16, bf16, int8)")
+    precision_reason: str | None = Field(None, description="what was picked and why, in one line "
+                                         "(e.g. 'auto -> fp32: this CPU has no native bf16 (CPU AVX2), ...')")
     busy: bool = Field(description="a prediction is running now")
     pending: int = Field(description="predictions running or waiting")
     max_upload_bytes: int
