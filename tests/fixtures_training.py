@@ -1,4 +1,5 @@
-"""Training fixtures: small data sets in the REAL release formats (writers in lighthmr_ros.training.sample_data)."""
+"""Training fixtures: small data sets in the real release formats (lighthmr_ros.training.sample_data)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,6 +35,11 @@ def synth_root(tmp_path_factory) -> Path:
     from lighthmr_ros.synth import SynthConfig, generate_scenes
 
     root = tmp_path_factory.mktemp("synth")
-    generate_scenes(root, 3, seed=0, config=SynthConfig(width=320, height=240, max_people=3, with_vertices=True),
-                    progress=False)
+    generate_scenes(
+        root,
+        3,
+        seed=0,
+        config=SynthConfig(width=320, height=240, max_people=3, with_vertices=True),
+        progress=False,
+    )
     return root

@@ -1,6 +1,6 @@
 """Readers of the real BEDLAM / 3DPW / AGORA formats on small written fixtures, and target consistency."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import cv2
 import numpy as np
@@ -9,8 +9,15 @@ import torch
 
 from lighthmr_ros.errors import DatasetError
 from lighthmr_ros.training.datasets import create_dataset
-from lighthmr_ros.training.targets import (SMPLX_FLIP, AugmentConfig, collate, flip_sample, prepare_sample,
-                                           project_points, token_locations)
+from lighthmr_ros.training.targets import (
+    SMPLX_FLIP,
+    AugmentConfig,
+    collate,
+    flip_sample,
+    prepare_sample,
+    project_points,
+    token_locations,
+)
 
 
 def _bright_at(image: np.ndarray, points: np.ndarray, radius: int = 1) -> np.ndarray:
@@ -21,7 +28,7 @@ def _bright_at(image: np.ndarray, points: np.ndarray, radius: int = 1) -> np.nda
         xi, yi = int(round(x)), int(round(y))
         if not (0 <= xi < w and 0 <= yi < h):
             continue
-        patch = image[max(0, yi - radius): yi + radius + 1, max(0, xi - radius): xi + radius + 1]
+        patch = image[max(0, yi - radius) : yi + radius + 1, max(0, xi - radius) : xi + radius + 1]
         out.append(patch.max() > 60)
     return np.array(out)
 
@@ -42,7 +49,7 @@ def test_bedlam_reader_matches_truth(bedlam_root):
         assert s.image.shape[:2] == t["image"].shape[:2]  # closeup turned back to portrait
         np.testing.assert_allclose(s.K, t["K"])
         assert len(s.persons) == len(t["people"])
-        for p, q in zip(s.persons, t["people"]):
+        for p, q in zip(s.persons, t["people"], strict=False):
             np.testing.assert_allclose(p.joints_2d, project_points(q["joints"], t["K"]), atol=1e-6)
             np.testing.assert_allclose(p.transl, q["pelvis"], atol=1e-9)  # trans_cam + cam_ext[:3,3]
             np.testing.assert_allclose(_rot(p.rotvec[0]), q["R_go"], atol=1e-9)
@@ -68,7 +75,7 @@ def test_threedpw_reader(threedpw_root):
         s = ds[i]
         t = truth[s.name]
         assert s.image.shape[:2] == (960, 540)
-        for p, q in zip(s.persons, t["people"]):
+        for p, q in zip(s.persons, t["people"], strict=False):
             assert p.body == "smpl" and p.shape is None and p.transl is None
             assert p.rot_valid[:22].all() and not p.rot_valid[22:].any()
             np.testing.assert_allclose(p.joints_3d, q["joints"][:22], atol=1e-9)
@@ -86,8 +93,10 @@ def test_agora_reader(agora_root):
         t = truth[s.name]
         np.testing.assert_allclose(s.K, t["K"])
         assert [p.valid for p in s.persons] == [True, True, False]
-        for p, q in zip(s.persons, t["people"]):
-            np.testing.assert_allclose(p.joints_2d, project_points(q["joints"], t["K"]), atol=1e-6)  # 4K px / 3
+        for p, q in zip(s.persons, t["people"], strict=False):
+            np.testing.assert_allclose(
+                p.joints_2d, project_points(q["joints"], t["K"]), atol=1e-6
+            )  # 4K px / 3
             np.testing.assert_allclose(p.joints_3d, q["joints"], atol=1e-9)
             np.testing.assert_allclose(_rot(p.rotvec[0]), q["R_go"], atol=1e-9)  # fit frame -> camera
             assert p.rot_valid[:25].all() and not p.rot_valid[25:].any()
@@ -125,7 +134,7 @@ def test_flip_swaps_sides_and_mirrors_rotations(threedpw_root):
     s = prepare_sample(create_dataset("3dpw", root, split="test")[0], 224)
     f = flip_sample(s)
     M = np.diag([-1.0, 1.0, 1.0])
-    for p, q in zip(s.persons, f.persons):
+    for p, q in zip(s.persons, f.persons, strict=False):
         # left hip of the flipped person is the mirrored right hip of the original
         np.testing.assert_allclose(q.joints_3d[1], p.joints_3d[2] * [-1, 1, 1])
         np.testing.assert_allclose(q.joints_2d[1, 0], 223 - p.joints_2d[2, 0])
@@ -179,7 +188,11 @@ def test_agora_holds_no_dataframe_and_maps_its_arrays(agora_root):
 
     ds = create_dataset("agora", agora_root[0], split="validation")
     rows, arrays = ds._frames[0]
-    assert all(isinstance(a, np.memmap) for a in arrays.values()) and set(arrays) == {"joints_2d", "joints_3d", "vertices"}
+    assert all(isinstance(a, np.memmap) for a in arrays.values()) and set(arrays) == {
+        "joints_2d",
+        "joints_3d",
+        "vertices",
+    }
     assert arrays["vertices"].dtype == np.float32 and arrays["vertices"].shape == (6, 64, 3)
     assert not any(isinstance(v, pd.DataFrame) for v in vars(ds).values())
     again = create_dataset("agora", agora_root[0], split="validation")  # second process: reads the cache
@@ -241,8 +254,11 @@ def test_teacher_view_is_warped_from_the_original_pixels():
 
     image = np.zeros((720, 1280, 3), np.uint8)
     image[296:305, 700:709] = 255
-    sample = Sample(image=image, K=np.array([[900.0, 0, 640], [0, 900.0, 360], [0, 0, 1]]),
-                    persons=[PersonTarget(center=np.array([704.0, 300.0]))])
+    sample = Sample(
+        image=image,
+        K=np.array([[900.0, 0, 640], [0, 900.0, 360], [0, 0, 1]]),
+        persons=[PersonTarget(center=np.array([704.0, 300.0]))],
+    )
     aug = AugmentConfig(scale=(0.8, 1.2), shift=0.1, flip=1.0, color=0.2)
     out = prepare_sample(sample, 64, aug, np.random.default_rng(3), teacher_size=112)
     timg, tK = out.extras["teacher_image"], out.extras["teacher_K"]

@@ -1,4 +1,5 @@
-"""The `lighthmr synth` scene reader and Anny-native supervision (slow on a machine without the Anny cache)."""
+"""The `lighthmr synth` scene reader and Anny-native supervision (slow on a machine without an Anny cache)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,7 +36,9 @@ def test_native_targets_rebuild_the_mesh(synth_root, anny_body):
     ds = create_dataset("synthetic", synth_root, split="all")
     s = prepare_sample(ds[0], 224)
     batch = collate([s], 224, select=False)
-    t = build_person_targets(batch, torch.ones(len(s.persons), dtype=torch.bool), anny_body, torch.device("cpu"))
+    t = build_person_targets(
+        batch, torch.ones(len(s.persons), dtype=torch.bool), anny_body, torch.device("cpu")
+    )
     assert t.rot_mask.all() and t.shape_mask.all() and t.vertices_mask.all()
     ann = torch.as_tensor(np.stack([p.native["vertices"] for p in s.persons]), dtype=torch.float32)
     torch.testing.assert_close(t.vertices, ann)
@@ -45,7 +48,9 @@ def test_native_targets_rebuild_the_mesh(synth_root, anny_body):
     for p in s.persons:
         p.native = {**p.native, "vertices": None}
     batch = collate([s], 224, select=False)
-    t2 = build_person_targets(batch, torch.ones(len(s.persons), dtype=torch.bool), anny_body, torch.device("cpu"))
+    t2 = build_person_targets(
+        batch, torch.ones(len(s.persons), dtype=torch.bool), anny_body, torch.device("cpu")
+    )
     assert t2.vertices_mask.all()
     torch.testing.assert_close(t2.vertices, ann, atol=5e-3, rtol=0)
 
@@ -61,14 +66,39 @@ def test_anny_student_trains_and_evaluates_on_synthetic_scenes(synth_root, tmp_p
     monkeypatch.setenv("LIGHTHMR_FIXTURE_BEDLAM", str(tmp_path))  # unused by this config's data
     monkeypatch.setenv("LIGHTHMR_FIXTURE_SMPLX", str(tmp_path))
     out = tmp_path / "anny"
-    cfg = load_config(config_path("fixture_tiny"), [
-        "model.body_model=anny", f"data.train=[{{dataset: synthetic, root: {synth_root}, split: all}}]", "data.val=[]",
-        f"run.output_dir={out}", "run.max_steps=2"])
+    cfg = load_config(
+        config_path("fixture_tiny"),
+        [
+            "model.body_model=anny",
+            f"data.train=[{{dataset: synthetic, root: {synth_root}, split: all}}]",
+            "data.val=[]",
+            f"run.output_dir={out}",
+            "run.max_steps=2",
+        ],
+    )
     summary = train(cfg)
     assert {"rotation", "shape", "joints_3d", "vertices", "joints_2d", "distance"} <= set(summary["losses"])
     assert all(np.isfinite(v) for v in summary["losses"].values())
     js = tmp_path / "m.json"
-    assert cli_main(["evaluate", "--checkpoint", str(out / "model.pt"), "--dataset", "synthetic", "--root", str(synth_root),
-                     "--det-threshold", "0.0", "--device", "cpu", "--output", str(js)]) == 0
+    assert (
+        cli_main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(out / "model.pt"),
+                "--dataset",
+                "synthetic",
+                "--root",
+                str(synth_root),
+                "--det-threshold",
+                "0.0",
+                "--device",
+                "cpu",
+                "--output",
+                str(js),
+            ]
+        )
+        == 0
+    )
     assert "PA-PVE" in capsys.readouterr().out
     assert json.loads(js.read_text())["num_gt"] > 0

@@ -1,4 +1,5 @@
 """The shipped stage configs: they load, and the rules that keep their numbers honest hold."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,16 @@ SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 @pytest.fixture
 def data_env(tmp_path, monkeypatch):
-    for var in ("BEDLAM_ROOT", "PW3D_ROOT", "AGORA_ROOT", "SMPLX_DIR", "TEACHER_CKPT", "SYNTH_ROOT",
-                "LIGHTHMR_FIXTURE_BEDLAM", "LIGHTHMR_FIXTURE_SMPLX"):
+    for var in (
+        "BEDLAM_ROOT",
+        "PW3D_ROOT",
+        "AGORA_ROOT",
+        "SMPLX_DIR",
+        "TEACHER_CKPT",
+        "SYNTH_ROOT",
+        "LIGHTHMR_FIXTURE_BEDLAM",
+        "LIGHTHMR_FIXTURE_SMPLX",
+    ):
         monkeypatch.setenv(var, str(tmp_path))
     return tmp_path
 

@@ -1,4 +1,5 @@
 """Distillation with teachers WIDER than the student (ViT-B/L: 768/1024 vs 384): the projector runs once."""
+
 from __future__ import annotations
 
 import csv
@@ -31,17 +32,29 @@ def test_feature_loss_refuses_unprojected_or_twice_projected_tokens():
 def test_distillation_from_a_wider_teacher_trains_the_projector(fixture_env, tmp_path):
     """ViT-B teacher (768 wide) at a tiny size: step 1 crashed when the projector was applied twice."""
     out = tmp_path / "vitb"
-    cfg = load_config(config_path("fixture_tiny"), [
-        f"run.output_dir={out}", "run.max_steps=2", "model.image_size=64", "teacher.name=multihmr_vitb14",
-        "teacher.image_size=112", "teacher.features=true", "teacher.teacher_locations=true",
-        "teacher.smplx_model_dir=${LIGHTHMR_FIXTURE_SMPLX}"])
+    cfg = load_config(
+        config_path("fixture_tiny"),
+        [
+            f"run.output_dir={out}",
+            "run.max_steps=2",
+            "model.image_size=64",
+            "teacher.name=multihmr_vitb14",
+            "teacher.image_size=112",
+            "teacher.features=true",
+            "teacher.teacher_locations=true",
+            "teacher.smplx_model_dir=${LIGHTHMR_FIXTURE_SMPLX}",
+        ],
+    )
     summary = train(cfg, distill=True)
     assert summary["step"] == 2
     with open(out / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert all(float(r["kd_features"]) > 0 for r in rows)
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["weights"]
-    assert tuple(state["projector.weight"].shape) == (768, 384)  # student 384 -> teacher 768, saved and resumable
+    assert tuple(state["projector.weight"].shape) == (
+        768,
+        384,
+    )  # student 384 -> teacher 768, saved and resumable
 
 
 def _tiny_batch(bedlam_root, size, teacher_size):
@@ -59,8 +72,15 @@ def test_one_teacher_pass_per_step_on_the_teachers_own_view(bedlam_root, smplx_m
     from lighthmr_ros.training.targets import token_locations
 
     student = create_model("lighthmr_tinyvit5m", smplx_model_dir=smplx_model_dir, image_size=64)
-    cfg = TeacherConfig(name="multihmr_vits14", image_size=112, smplx_model_dir=str(smplx_model_dir),
-                        features=True, teacher_locations=True, det_threshold=0.0, max_people=3)
+    cfg = TeacherConfig(
+        name="multihmr_vits14",
+        image_size=112,
+        smplx_model_dir=str(smplx_model_dir),
+        features=True,
+        teacher_locations=True,
+        det_threshold=0.0,
+        max_people=3,
+    )
     distiller = Distiller(cfg, student, torch.device("cpu"))
     seen = []
     distiller.teacher.backbone.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
@@ -79,12 +99,20 @@ def test_teacher_cache_size_is_stated_and_bounded(bedlam_root, smplx_model_dir, 
     from lighthmr_ros.training.distill import Distiller, TeacherConfig, entry_bytes
 
     student = create_model("lighthmr_tinyvit5m", smplx_model_dir=smplx_model_dir, image_size=64)
-    cfg = TeacherConfig(name="multihmr_vits14", image_size=112, smplx_model_dir=str(smplx_model_dir), features=True,
-                        cache_dir=str(tmp_path / "cache"), cache_max_gb=1.0)
+    cfg = TeacherConfig(
+        name="multihmr_vits14",
+        image_size=112,
+        smplx_model_dir=str(smplx_model_dir),
+        features=True,
+        cache_dir=str(tmp_path / "cache"),
+        cache_max_gb=1.0,
+    )
     distiller = Distiller(cfg, student, torch.device("cpu"))
     # BEDLAM-sized at 448 px: 28x28 student cells x ViT-L width in fp16 -> about 1.6 MB an entry
     assert entry_bytes((28, 28), 1024, True) == pytest.approx(1.6e6, rel=0.05)
-    assert distiller.check_cache(1000, (4, 4), augment_per_epoch=False) == 1000 * entry_bytes((4, 4), 384, True)
+    assert distiller.check_cache(1000, (4, 4), augment_per_epoch=False) == 1000 * entry_bytes(
+        (4, 4), 384, True
+    )
     with pytest.raises(ConfigError, match="over teacher.cache_max_gb"):
         distiller.check_cache(10**6, (28, 28), augment_per_epoch=False)
     with pytest.raises(ConfigError, match="never hit"):

@@ -1,4 +1,5 @@
 """The training engine on the BEDLAM-format fixture: CLI, checkpoints, distillation, resume, DDP, evaluate."""
+
 from __future__ import annotations
 
 import csv
@@ -34,7 +35,11 @@ def _log(path: Path) -> list[dict]:
 
 
 def _teacher_overrides(cache: Path | None = None) -> list[str]:
-    out = ["teacher.name=multihmr_vits14", "teacher.image_size=224", "teacher.smplx_model_dir=${LIGHTHMR_FIXTURE_SMPLX}"]
+    out = [
+        "teacher.name=multihmr_vits14",
+        "teacher.image_size=224",
+        "teacher.smplx_model_dir=${LIGHTHMR_FIXTURE_SMPLX}",
+    ]
     if cache is not None:
         out.append(f"teacher.cache_dir={cache}")
     return out
@@ -48,12 +53,18 @@ def test_config_errors(fixture_env, tmp_path, monkeypatch):
     cfg = load_config(config_path("fixture_tiny"), ["run.max_steps=7", "optim.lr=0.5"])
     assert cfg.run.max_steps == 7 and cfg.optim.lr == 0.5
     assert cfg.data.train[0].root == str(fixture_env[0])
-    cfg = load_config(config_path("fixture_tiny"), ["data.train.0.subsample=2", "data.train.0.root=${CONFIG_DIR}/x"])
-    assert cfg.data.train[0].subsample == 2 and cfg.data.train[0].root == str(config_path("fixture_tiny").resolve().parent / "x")
+    cfg = load_config(
+        config_path("fixture_tiny"), ["data.train.0.subsample=2", "data.train.0.root=${CONFIG_DIR}/x"]
+    )
+    assert cfg.data.train[0].subsample == 2 and cfg.data.train[0].root == str(
+        config_path("fixture_tiny").resolve().parent / "x"
+    )
     monkeypatch.delenv("BEDLAM_ROOT", raising=False)
     with pytest.raises(ConfigError, match="BEDLAM_ROOT"):
-        load_config(config_path("bedlam_distill"), ["model.smplx_model_dir=/m", "teacher.smplx_model_dir=/m",
-                                                     "teacher.checkpoint=/t"])
+        load_config(
+            config_path("bedlam_distill"),
+            ["model.smplx_model_dir=/m", "teacher.smplx_model_dir=/m", "teacher.checkpoint=/t"],
+        )
     for var in ("BEDLAM_ROOT", "PW3D_ROOT", "AGORA_ROOT", "SMPLX_DIR", "TEACHER_CKPT"):
         monkeypatch.setenv(var, str(tmp_path))
     for name in ("bedlam_distill", "3dpw_finetune", "agora_finetune"):
@@ -82,10 +93,19 @@ def test_train_command_writes_a_checkpoint_the_predictor_loads(fixture_env, tmp_
 @pytest.mark.slow
 def test_distillation_lowers_the_loss_and_caches_the_teacher(fixture_env, tmp_path):
     out, cache = tmp_path / "distill", tmp_path / "cache"
-    cfg = load_config(config_path("fixture_tiny"), [f"run.output_dir={out}", "run.max_steps=10", "optim.warmup_steps=1",
-                                                    "data.augment_per_epoch=false", "teacher.features=true",
-                                                    "teacher.teacher_locations=true", "teacher.det_threshold=0.3",
-                                                    *_teacher_overrides(cache)])
+    cfg = load_config(
+        config_path("fixture_tiny"),
+        [
+            f"run.output_dir={out}",
+            "run.max_steps=10",
+            "optim.warmup_steps=1",
+            "data.augment_per_epoch=false",
+            "teacher.features=true",
+            "teacher.teacher_locations=true",
+            "teacher.det_threshold=0.3",
+            *_teacher_overrides(cache),
+        ],
+    )
     summary = train(cfg, distill=True)
     rows = _log(out)
     losses = [float(r["loss"]) for r in rows]
@@ -97,8 +117,17 @@ def test_distillation_lowers_the_loss_and_caches_the_teacher(fixture_env, tmp_pa
     assert summary["teacher_cache"]["misses"] == 3 and summary["teacher_cache"]["hits"] > 0
     assert len(list(cache.rglob("*.pt"))) == 3
     with pytest.raises(ConfigError, match="never hit"):  # a cache under per-epoch augmentation is refused
-        train(load_config(config_path("fixture_tiny"), [f"run.output_dir={tmp_path / 'x'}", "teacher.features=true",
-                                                        *_teacher_overrides(tmp_path / "cache2")]), distill=True)
+        train(
+            load_config(
+                config_path("fixture_tiny"),
+                [
+                    f"run.output_dir={tmp_path / 'x'}",
+                    "teacher.features=true",
+                    *_teacher_overrides(tmp_path / "cache2"),
+                ],
+            ),
+            distill=True,
+        )
 
 
 @pytest.mark.slow
@@ -106,13 +135,15 @@ def test_stopped_run_resumes_on_the_same_schedule(fixture_env, tmp_path):
     base = ["run.max_steps=6", "run.ckpt_every=100", "optim.warmup_steps=2", "data.augment.enabled=true"]
     full, split = tmp_path / "full", tmp_path / "split"
     train(load_config(config_path("fixture_tiny"), base + [f"run.output_dir={full}"]))
-    first = train(load_config(config_path("fixture_tiny"), base + [f"run.output_dir={split}", "run.stop_after=3"]))
+    first = train(
+        load_config(config_path("fixture_tiny"), base + [f"run.output_dir={split}", "run.stop_after=3"])
+    )
     assert first["step"] == 3  # stopped mid-schedule, its last checkpoint written at the stop
     second = train(load_config(config_path("fixture_tiny"), base + [f"run.output_dir={split}"]))
     assert second["step"] == 6
     a, b = _log(full), _log(split)
     assert [r["step"] for r in b] == [str(i) for i in range(1, 7)]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=False):
         assert float(ra["lr"]) == pytest.approx(float(rb["lr"]), rel=1e-12)
         assert float(ra["loss"]) == pytest.approx(float(rb["loss"]), rel=1e-4, abs=1e-5)
     wa = torch.load(full / "checkpoints" / "last.pt", weights_only=True)["weights"]
@@ -125,15 +156,37 @@ def test_stopped_run_resumes_on_the_same_schedule(fixture_env, tmp_path):
 def test_two_process_ddp_on_cpu(fixture_env, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
-           "-m", "lighthmr_ros.cli", "train", "fixture_tiny", "--output-dir", str(out), "--set", "run.max_steps=2",
-           "--set", "run.ckpt_every=1", "--set", "run.val_every=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "lighthmr_ros.cli",
+        "train",
+        "fixture_tiny",
+        "--output-dir",
+        str(out),
+        "--set",
+        "run.max_steps=2",
+        "--set",
+        "run.ckpt_every=1",
+        "--set",
+        "run.val_every=2",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout[proc.stdout.index("{"):])["step"] == 2
+    assert json.loads(proc.stdout[proc.stdout.index("{") :])["step"] == 2
     assert (out / "model.pt").is_file()
     rows = _log(out)
-    assert [r["step"] for r in rows] == ["1", "2", "2"]  # rank 0 alone writes the log (step 2: losses, validation)
+    assert [r["step"] for r in rows] == [
+        "1",
+        "2",
+        "2",
+    ]  # rank 0 alone writes the log (step 2: losses, validation)
     # validation ran on both ranks over halves of the 3 validation images (8 people) and was summed
     assert rows[-1]["val_bedlam_num_gt"] == "8"
 
@@ -146,9 +199,27 @@ def test_evaluate_command_prints_the_table(fixture_env, tmp_path, capsys, threed
     ckpt = out / "model.pt"
     for dataset, root in (("bedlam", fixture_env[0]), ("3dpw", threedpw_root[0]), ("agora", agora_root[0])):
         js = tmp_path / f"{dataset}.json"
-        rc = cli_main(["evaluate", "--checkpoint", str(ckpt), "--dataset", dataset, "--root", str(root),
-                       "--smplx-model-dir", str(fixture_env[1]), "--det-threshold", "0.0", "--max-humans", "4",
-                       "--device", "cpu", "--output", str(js)])
+        rc = cli_main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(ckpt),
+                "--dataset",
+                dataset,
+                "--root",
+                str(root),
+                "--smplx-model-dir",
+                str(fixture_env[1]),
+                "--det-threshold",
+                "0.0",
+                "--max-humans",
+                "4",
+                "--device",
+                "cpu",
+                "--output",
+                str(js),
+            ]
+        )
         assert rc == 0
         text = capsys.readouterr().out
         assert "PA-MPJPE" in text and "F1" in text
@@ -164,9 +235,22 @@ def test_evaluate_command_prints_the_table(fixture_env, tmp_path, capsys, threed
 @pytest.mark.slow
 def test_mixed_datasets_in_one_batch(fixture_env, tmp_path, threedpw_root, agora_root):
     out = tmp_path / "mixed"
-    mix = (f"data.train=[{{dataset: bedlam, root: {fixture_env[0]}}}, {{dataset: 3dpw, root: {threedpw_root[0]}, split: test}},"
-           f" {{dataset: agora, root: {agora_root[0]}, split: validation}}]")
-    summary = train(load_config(config_path("fixture_tiny"), [mix, f"run.output_dir={out}", "run.max_steps=2",
-                                                              "data.batch_size=4", "data.augment.enabled=true"]))
+    mix = (
+        f"data.train=[{{dataset: bedlam, root: {fixture_env[0]}}}, "
+        f"{{dataset: 3dpw, root: {threedpw_root[0]}, split: test}},"
+        f" {{dataset: agora, root: {agora_root[0]}, split: validation}}]"
+    )
+    summary = train(
+        load_config(
+            config_path("fixture_tiny"),
+            [
+                mix,
+                f"run.output_dir={out}",
+                "run.max_steps=2",
+                "data.batch_size=4",
+                "data.augment.enabled=true",
+            ],
+        )
+    )
     assert summary["step"] == 2 and all(np.isfinite(v) for v in summary["losses"].values())
     assert {"rotation", "joints_3d", "vertices", "joints_2d"} <= set(summary["losses"])

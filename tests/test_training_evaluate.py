@@ -1,4 +1,5 @@
 """The evaluation loop against an oracle predictor built from the ground truth (real SMPL-X body model)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,9 @@ class Oracle(nn.Module):
         for i in range(len(reader)):
             s = prepare_sample(reader[i], size)
             batch = collate([s], size, select=False)
-            t = build_person_targets(batch, torch.ones(len(s.persons), dtype=torch.bool), body, torch.device("cpu"))
+            t = build_person_targets(
+                batch, torch.ones(len(s.persons), dtype=torch.bool), body, torch.device("cpu")
+            )
             root = t.joints[:, :1]
             joints = (t.joints - root) * scale + root + torch.tensor(shift)
             gv = t.vertices if t.vertices is not None else torch.zeros(len(root), body.spec.num_vertices, 3)
@@ -41,10 +44,25 @@ class Oracle(nn.Module):
         joints, verts, j2d = self.queue.pop(0)
         P = len(joints)
         z = torch.zeros
-        return Detections(batch_index=z(P, dtype=torch.long), score=torch.ones(P), loc=z(P, 2), dist=z(P), transl=z(P, 3),
-                          transl_pelvis=z(P, 3), rotmat=z(P, 1, 3, 3), rotvec=z(P, 1, 3), shape=z(P, 1), expression=z(P, 1),
-                          vertices=verts, joints=joints, joints_2d=j2d, cells=z(P, 2, dtype=torch.long), offset=z(P, 2),
-                          pred_cam=z(P, 3), score_map=z(1, 1, 1))
+        return Detections(
+            batch_index=z(P, dtype=torch.long),
+            score=torch.ones(P),
+            loc=z(P, 2),
+            dist=z(P),
+            transl=z(P, 3),
+            transl_pelvis=z(P, 3),
+            rotmat=z(P, 1, 3, 3),
+            rotvec=z(P, 1, 3),
+            shape=z(P, 1),
+            expression=z(P, 1),
+            vertices=verts,
+            joints=joints,
+            joints_2d=j2d,
+            cells=z(P, 2, dtype=torch.long),
+            offset=z(P, 2),
+            pred_cam=z(P, 3),
+            score_map=z(1, 1, 1),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +84,9 @@ def test_perfect_predictions_score_zero_error(bedlam_root, smplx_body):
 
 def test_scaled_predictions_only_hurt_unaligned_errors(bedlam_root, smplx_body):
     reader = create_dataset("bedlam", bedlam_root[0], split="train")
-    res = evaluate_model(Oracle(reader, smplx_body, 224, scale=1.1, shift=(0.3, 0, 0), stray=True), reader, progress=False)
+    res = evaluate_model(
+        Oracle(reader, smplx_body, 224, scale=1.1, shift=(0.3, 0, 0), stray=True), reader, progress=False
+    )
     assert res["pa_mpjpe"] == pytest.approx(0.0, abs=1e-2) and res["pa_pve"] == pytest.approx(0.0, abs=1e-2)
     assert res["mpjpe"] > 5.0 and res["pve"] > 5.0  # 10 % larger body: root-relative errors of centimetres
     # one stray detection per image: 8 TP, 3 FP, 0 FN
@@ -93,10 +113,17 @@ def write_smpl_release(folder, n_verts=48, seed=0):
         J /= J.sum(1, keepdims=True)
         parents = np.array(SMPL_PARENTS, dtype=np.int64)
         parents[0] = 2**32 - 1
-        data = dict(v_template=rng.normal(0, 0.3, (n_verts, 3)), f=rng.integers(0, n_verts, (60, 3)).astype(np.uint32),
-                    shapedirs=rng.normal(0, 0.01, (n_verts, 3, 10)), posedirs=rng.normal(0, 0.01, (n_verts, 3, 207)),
-                    J_regressor=scipy.sparse.csc_matrix(J), weights=weights,
-                    kintree_table=np.stack([parents, np.arange(24)]), bs_type="lrotmin", bs_style="lbs")
+        data = dict(
+            v_template=rng.normal(0, 0.3, (n_verts, 3)),
+            f=rng.integers(0, n_verts, (60, 3)).astype(np.uint32),
+            shapedirs=rng.normal(0, 0.01, (n_verts, 3, 10)),
+            posedirs=rng.normal(0, 0.01, (n_verts, 3, 207)),
+            J_regressor=scipy.sparse.csc_matrix(J),
+            weights=weights,
+            kintree_table=np.stack([parents, np.arange(24)]),
+            bs_type="lrotmin",
+            bs_style="lbs",
+        )
         with open(folder / f"basicmodel_{g}_lbs_10_207_0_v1.1.0.pkl", "wb") as f:
             pickle.dump(data, f, protocol=2)
 
@@ -125,15 +152,19 @@ def smplx_library_ground_truth(smpl_dir, actor):
     sel = model.vertex_joint_selector.extra_joints_idxs  # real extra-joint vertex ids: modulo the small mesh
     sel.copy_(sel % model.v_template.shape[0])
     pose = torch.as_tensor(actor["poses_world"], dtype=torch.float32)[None]
-    out = model(global_orient=pose[:, :3], body_pose=pose[:, 3:], betas=torch.as_tensor(actor["betas"][None], dtype=torch.float32),
-                transl=torch.as_tensor(actor["trans_world"][None], dtype=torch.float32))
+    out = model(
+        global_orient=pose[:, :3],
+        body_pose=pose[:, 3:],
+        betas=torch.as_tensor(actor["betas"][None], dtype=torch.float32),
+        transl=torch.as_tensor(actor["trans_world"][None], dtype=torch.float32),
+    )
     cam = np.asarray(actor["cam_pose"])
     R, t = cam[:3, :3], cam[:3, 3]
     return out.vertices[0].double().numpy() @ R.T + t, out.joints[0, 0].double().numpy() @ R.T + t
 
 
 class SMPLOracle(nn.Module):
-    """For each 3DPW actor, SMPL-X vertices whose first rows are the GT SMPL mesh, scaled/turned about its pelvis."""
+    """Per 3DPW actor: SMPL-X vertices whose first rows are the GT SMPL mesh, scaled/turned at the pelvis."""
 
     def __init__(self, reader, body, smpl_dir, size, scale=1.0, turn=0.0):
         super().__init__()
@@ -179,8 +210,14 @@ def recompute_standard_protocol(expected, regressor_path):
         x, y = torch.as_tensor(pv - proot), torch.as_tensor(gv - groot)
         hx, hy = reg @ x, reg @ y
         hx, hy = (hx - hx[0])[j14], (hy - hy[0])[j14]
-        rows.append({"pve": ((x - y).norm(dim=-1).mean() * 1000).item(), "pa_pve": pa(x, y),
-                     "mpjpe": ((hx - hy).norm(dim=-1).mean() * 1000).item(), "pa_mpjpe": pa(hx, hy)})
+        rows.append(
+            {
+                "pve": ((x - y).norm(dim=-1).mean() * 1000).item(),
+                "pa_pve": pa(x, y),
+                "mpjpe": ((hx - hy).norm(dim=-1).mean() * 1000).item(),
+                "pa_mpjpe": pa(hx, hy),
+            }
+        )
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
@@ -232,6 +269,19 @@ def test_protocol_files_are_checked(tmp_path, smplx_body):
 def test_evaluate_command_wants_all_three_protocol_files(tmp_path, capsys):
     from lighthmr_ros.cli import main as cli_main
 
-    rc = cli_main(["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--dataset", "3dpw", "--root", str(tmp_path),
-                   "--smpl-dir", str(tmp_path), "--device", "cpu"])
+    rc = cli_main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tmp_path / "m.pt"),
+            "--dataset",
+            "3dpw",
+            "--root",
+            str(tmp_path),
+            "--smpl-dir",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 2 and "needs --h36m-regressor, --smplx2smpl" in capsys.readouterr().err

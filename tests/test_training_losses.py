@@ -1,4 +1,5 @@
 """Loss terms and GT construction (independent checks against the smplx library)."""
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ def test_gaussian_heatmap_peaks_and_focal_loss_by_hand():
     # a negative at p = 0.5 with target 0.5 nearby: (1 - 0.5)^4 * 0.5^2 * log 2 added
     logits[0, 6] = 0.0
     target[0, 6] = 0.5
-    assert float(focal_loss(logits, target)) == pytest.approx(0.25 * math.log(2) + 0.0625 * 0.25 * math.log(2), rel=1e-5)
+    assert float(focal_loss(logits, target)) == pytest.approx(
+        0.25 * math.log(2) + 0.0625 * 0.25 * math.log(2), rel=1e-5
+    )
 
 
 def test_bedlam_targets_match_the_smplx_library(bedlam_root, smplx_model_dir):
@@ -43,23 +46,40 @@ def test_bedlam_targets_match_the_smplx_library(bedlam_root, smplx_model_dir):
     t = build_person_targets(batch, keep, body, torch.device("cpu"))
     # rotations land in the model's pose order (jaw last, hands before it, eyes not predicted)
     pm, ps = pose_index_map(body.spec.pose_joint_names)
-    assert dict(zip(pm, ps))[52] == 22 and dict(zip(pm, ps))[21] == 21 and dict(zip(pm, ps))[22] == 25
+    pose_of = dict(zip(pm, ps, strict=True))
+    assert pose_of[52] == 22 and pose_of[21] == 21 and pose_of[22] == 25
     assert t.rot_mask.all() and t.vertices_mask.all() and t.shape_mask.all()
     # the same person through smplx itself, as BEDLAM defines it: neutral SMPL-X with all 11 betas and the
     # annotated eye rotations, transl = trans_cam + cam_ext[:3,3]
     assert batch["shape"].shape[1] == 11 and batch["rotvec"][0, 23:25].abs().sum() > 0
 
     def reference(num_betas, eyes):
-        ref = smplx.SMPLX(str(smplx_model_dir / "SMPLX_NEUTRAL.npz"), gender="neutral", use_pca=False,
-                          flat_hand_mean=True, num_betas=num_betas, num_expression_coeffs=10)
-        sel = ref.vertex_joint_selector.extra_joints_idxs  # synthetic mesh: real extra-joint ids taken modulo V
+        ref = smplx.SMPLX(
+            str(smplx_model_dir / "SMPLX_NEUTRAL.npz"),
+            gender="neutral",
+            use_pca=False,
+            flat_hand_mean=True,
+            num_betas=num_betas,
+            num_expression_coeffs=10,
+        )
+        sel = (
+            ref.vertex_joint_selector.extra_joints_idxs
+        )  # synthetic mesh: real extra-joint ids taken modulo V
         sel.copy_(sel % ref.v_template.shape[0])
         rv = torch.as_tensor(batch["rotvec"][0], dtype=torch.float32)
         eye = (lambda i: rv[None, i]) if eyes else (lambda i: torch.zeros(1, 3))
-        return ref(global_orient=rv[None, 0], body_pose=rv[None, 1:22].reshape(1, -1), jaw_pose=rv[None, 22],
-                   leye_pose=eye(23), reye_pose=eye(24),
-                   left_hand_pose=rv[None, 25:40].reshape(1, -1), right_hand_pose=rv[None, 40:55].reshape(1, -1),
-                   betas=batch["shape"][:1, :num_betas], expression=torch.zeros(1, 10), transl=batch["transl"][:1])
+        return ref(
+            global_orient=rv[None, 0],
+            body_pose=rv[None, 1:22].reshape(1, -1),
+            jaw_pose=rv[None, 22],
+            leye_pose=eye(23),
+            reye_pose=eye(24),
+            left_hand_pose=rv[None, 25:40].reshape(1, -1),
+            right_hand_pose=rv[None, 40:55].reshape(1, -1),
+            betas=batch["shape"][:1, :num_betas],
+            expression=torch.zeros(1, 10),
+            transl=batch["transl"][:1],
+        )
 
     out = reference(11, eyes=True)
     torch.testing.assert_close(t.joints[0], out.joints[0], atol=1e-4, rtol=0)
@@ -98,7 +118,9 @@ def test_teacher_resizing_keeps_K_consistent_and_score_peaks():
     centroid = torch.stack([(xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()])
     K = torch.tensor([[200.0, 0, 100], [0, 200.0, 60], [0, 0, 1]])
     Kt = scale_K(K, 2.0)
-    torch.testing.assert_close(Kt[:2, 2], centroid, atol=0.05, rtol=0)  # the principal point follows the pixels
+    torch.testing.assert_close(
+        Kt[:2, 2], centroid, atol=0.05, rtol=0
+    )  # the principal point follows the pixels
     assert float(Kt[0, 0]) == 400.0
     scores = torch.zeros(1, 32 * 32)
     scores[0, 5 * 32 + 7] = 0.9

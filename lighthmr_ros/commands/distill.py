@@ -1,4 +1,5 @@
 """``lighthmr distill CONFIG``: the training engine with a required ``teacher`` section."""
+
 from __future__ import annotations
 
 import argparse

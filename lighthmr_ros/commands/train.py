@@ -1,4 +1,5 @@
 """``lighthmr train CONFIG``: train or fine-tune from a YAML stage config (resumes by default)."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,11 +7,22 @@ import json
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="YAML stage config (path, or a bundled name: bedlam_distill, 3dpw_finetune, agora_finetune)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set run.max_steps=100 (repeatable)")
+    parser.add_argument(
+        "config",
+        help="YAML stage config (path, or a bundled name: bedlam_distill, 3dpw_finetune, agora_finetune)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set run.max_steps=100 (repeatable)",
+    )
     parser.add_argument("--output-dir", help="shortcut for --set run.output_dir=DIR")
-    parser.add_argument("--no-resume", action="store_true", help="start over even if the output folder holds a checkpoint")
+    parser.add_argument(
+        "--no-resume", action="store_true", help="start over even if the output folder holds a checkpoint"
+    )
 
 
 def run(args: argparse.Namespace, distill: bool = False) -> int:

@@ -5,6 +5,7 @@ batching), bedlam / threedpw / agora / synthetic (readers of each release format
 supervision (GT in the model's terms), distill (teacher), metrics, evaluate, config and train (the
 engine of ``lighthmr train`` / ``lighthmr distill``). Stage configs live in configs/ beside this file.
 """
+
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

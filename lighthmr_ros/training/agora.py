@@ -21,7 +21,8 @@ open-mmlab/mmhuman3d data_converters/agora.py):
 
 Memory: a ``withjv`` dataframe holds every person's 10475 x 3 vertices (GBs per file). Each dataframe is
 converted once into a cache of memory-mapped arrays (joints, float32 vertices) plus a small JSON index
-(``cache_dir``, default ``<root>/.lighthmr_cache`` or ~/.cache/lighthmr/agora; one process converts under a file lock, the others
+(``cache_dir``, default ``<root>/.lighthmr_cache`` or ~/.cache/lighthmr/agora; one process converts
+under a file lock, the others
 wait), so every rank of a DDP job maps the same pages instead of holding its own copy.
 
 Protocol rule (agora_evaluation): people with ``isValid`` False (occlusion outside 0-90 %) are neither
@@ -35,6 +36,7 @@ vertices from the dataframe. Betas of the gendered/kid fits are not neutral-mode
 supervised unless ``use_betas=True`` (e.g. with ``fits_dir`` at the neutral-gender refits
 ``smplx_gt_neutral_gender``, which share the relative paths).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -58,8 +60,14 @@ CACHE_VERSION = 1
 PERSON_COLUMNS = ("Yaw", "isValid", "gender", "kid", "gt_path_smplx")
 SENSOR_MM = (36.0, 20.25)
 # (substring of the image name, focal mm, camera yaw deg or None = from the row, pitch deg)
-CAMERA_RULES = (("hdri", 50.0, 0.0, 0.0), ("cam00", 18.0, 135.0, 30.0), ("cam01", 18.0, -135.0, 30.0),
-                ("cam02", 18.0, -45.0, 30.0), ("cam03", 18.0, 45.0, 30.0), ("ag2", 28.0, 0.0, 15.0))
+CAMERA_RULES = (
+    ("hdri", 50.0, 0.0, 0.0),
+    ("cam00", 18.0, 135.0, 30.0),
+    ("cam01", 18.0, -135.0, 30.0),
+    ("cam02", 18.0, -45.0, 30.0),
+    ("cam03", 18.0, 45.0, 30.0),
+    ("ag2", 28.0, 0.0, 15.0),
+)
 
 
 def agora_camera(img_name: str, cam_yaw_row: float) -> tuple[float, float, float]:
@@ -71,8 +79,13 @@ def agora_camera(img_name: str, cam_yaw_row: float) -> tuple[float, float, float
 
 
 def agora_K(focal_mm: float, width: int, height: int) -> np.ndarray:
-    return np.array([[focal_mm / SENSOR_MM[0] * width, 0.0, width / 2.0],
-                     [0.0, focal_mm / SENSOR_MM[1] * height, height / 2.0], [0.0, 0.0, 1.0]])
+    return np.array(
+        [
+            [focal_mm / SENSOR_MM[0] * width, 0.0, width / 2.0],
+            [0.0, focal_mm / SENSOR_MM[1] * height, height / 2.0],
+            [0.0, 0.0, 1.0],
+        ]
+    )
 
 
 def _rot(axis: int, deg: float) -> np.ndarray:
@@ -97,9 +110,23 @@ def load_fit(path: Path) -> dict[str, np.ndarray] | None:
         return None
     with open(path, "rb") as f:
         fit = pickle.load(f, encoding="latin1")
-    return {k: _array(v).reshape(-1) for k, v in fit.items() if k in (
-        "global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
-        "right_hand_pose", "betas", "expression", "transl")}
+    return {
+        k: _array(v).reshape(-1)
+        for k, v in fit.items()
+        if k
+        in (
+            "global_orient",
+            "body_pose",
+            "jaw_pose",
+            "leye_pose",
+            "reye_pose",
+            "left_hand_pose",
+            "right_hand_pose",
+            "betas",
+            "expression",
+            "transl",
+        )
+    }
 
 
 def default_cache_dir(root: Path) -> Path:
@@ -117,7 +144,7 @@ def _plain(value):
 
 
 def _convert_dataframe(path: Path, folder: Path, with_vertices: bool) -> None:
-    """One dataframe -> joints_2d/joints_3d (float64) [+ vertices (float32)].npy, a row per person, + index.json."""
+    """One dataframe -> joints_2d, joints_3d (f64) [+ vertices (f32)] .npy, a row a person; index.json"""
     import pandas as pd
 
     try:
@@ -125,27 +152,38 @@ def _convert_dataframe(path: Path, folder: Path, with_vertices: bool) -> None:
     except Exception as exc:
         raise DatasetError(f"cannot read AGORA dataframe {path} ({exc}).") from exc
     if "imgPath" not in df.columns or "gt_joints_2d" not in df.columns:
-        raise DatasetError(f"{path} is not an AGORA ground-truth dataframe (no imgPath/gt_joints_2d columns).")
+        raise DatasetError(
+            f"{path} is not an AGORA ground-truth dataframe (no imgPath/gt_joints_2d columns)."
+        )
     rows, total = [], 0
     for r in range(len(df)):
         row = df.iloc[r]
         n = len(row["gt_joints_2d"])
-        entry = {"imgPath": str(row["imgPath"]), "camYaw": float(row.get("camYaw", 0.0) or 0.0), "start": total, "count": n}
+        entry = {
+            "imgPath": str(row["imgPath"]),
+            "camYaw": float(row.get("camYaw", 0.0) or 0.0),
+            "start": total,
+            "count": n,
+        }
         for col in PERSON_COLUMNS:
             if col in df.columns and row[col] is not None:
                 entry[col] = [_plain(v) for v in list(row[col])]
         rows.append(entry)
         total += n
     first = df.iloc[0]
-    shapes = {"joints_2d": (_array(first["gt_joints_2d"][0])[:, :2]).shape,
-              "joints_3d": _array(first["gt_joints_3d"][0]).shape}
+    shapes = {
+        "joints_2d": (_array(first["gt_joints_2d"][0])[:, :2]).shape,
+        "joints_3d": _array(first["gt_joints_3d"][0]).shape,
+    }
     columns = {"joints_2d": "gt_joints_2d", "joints_3d": "gt_joints_3d"}
     if with_vertices and "gt_verts" in df.columns:
         shapes["vertices"], columns["vertices"] = _array(first["gt_verts"][0]).shape, "gt_verts"
     folder.mkdir(parents=True, exist_ok=True)
     for name, shape in shapes.items():
         dtype = np.float32 if name == "vertices" else np.float64  # joints exact; vertices are the bulk
-        out = np.lib.format.open_memmap(folder / f"{name}.npy.tmp", mode="w+", dtype=dtype, shape=(total, *shape))
+        out = np.lib.format.open_memmap(
+            folder / f"{name}.npy.tmp", mode="w+", dtype=dtype, shape=(total, *shape)
+        )
         for r, entry in enumerate(rows):
             values = df.iloc[r][columns[name]]
             for k in range(entry["count"]):
@@ -157,10 +195,14 @@ def _convert_dataframe(path: Path, folder: Path, with_vertices: bool) -> None:
     (folder / "index.json").write_text(json.dumps({"version": CACHE_VERSION, "rows": rows}))
 
 
-def load_frame_cache(path: Path, cache_dir: Path, with_vertices: bool) -> tuple[list[dict], dict[str, np.ndarray]]:
+def load_frame_cache(
+    path: Path, cache_dir: Path, with_vertices: bool
+) -> tuple[list[dict], dict[str, np.ndarray]]:
     """The dataframe's light index and memory-mapped arrays, converting it first if no process has yet."""
     st = path.stat()
-    tag = hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{with_vertices}".encode()).hexdigest()[:12]
+    tag = hashlib.sha1(
+        f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{with_vertices}".encode()
+    ).hexdigest()[:12]
     folder = cache_dir / f"{path.stem}-{tag}"
     index = folder / "index.json"
     if not index.is_file():
@@ -180,15 +222,25 @@ class AgoraDataset(HMRDataset):
 
     name = "agora"
 
-    def __init__(self, root, split: str = "train", subsample: int = 1, resolution: int = 1280,
-                 use_betas: bool = False, with_vertices: bool = True, fits_dir: str | None = None,
-                 cache_dir: str | None = None):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        subsample: int = 1,
+        resolution: int = 1280,
+        use_betas: bool = False,
+        with_vertices: bool = True,
+        fits_dir: str | None = None,
+        cache_dir: str | None = None,
+    ):
         super().__init__(root, split, subsample)
         split = {"val": "validation"}.get(split, split)
         frames = sorted(self.root.rglob(f"{split}_*_withjv.pkl"))
         if not frames:
-            raise DatasetError(f"no AGORA dataframes {split}_*_withjv.pkl under {self.root}: download the SMPL-X "
-                               "'Camera dataframes' with joints and vertices into it.")
+            raise DatasetError(
+                f"no AGORA dataframes {split}_*_withjv.pkl under {self.root}: download the SMPL-X "
+                "'Camera dataframes' with joints and vertices into it."
+            )
         self.resolution = resolution
         self.use_betas = use_betas
         self.with_vertices = with_vertices
@@ -207,8 +259,14 @@ class AgoraDataset(HMRDataset):
                     people += 1
                     missing += rel is None or not self._fit_path(rel).is_file()
         if missing:
-            log.warning("AGORA %s: %d of %d people have no SMPL-X fit under %s: their rotations are not supervised "
-                        "(joints and vertices still are)", split, missing, people, self.fits_dir)
+            log.warning(
+                "AGORA %s: %d of %d people have no SMPL-X fit under %s: their rotations are not supervised "
+                "(joints and vertices still are)",
+                split,
+                missing,
+                people,
+                self.fits_dir,
+            )
         self._images: dict[str, Path] | None = None
         self._finish_index()
 
@@ -222,10 +280,15 @@ class AgoraDataset(HMRDataset):
         if self._images is None:
             self._images = {p.name: p for p in self.root.rglob("*.png")}
         if name not in self._images:
-            raise DatasetError(f"AGORA image {name} not found under {self.root}: unzip the {self.split} image archives there.")
+            raise DatasetError(
+                f"AGORA image {name} not found under {self.root}: "
+                f"unzip the {self.split} image archives there."
+            )
         return self._images[name]
 
-    def _rotations(self, fit: dict, yaw: float, cam_yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray]:
+    def _rotations(
+        self, fit: dict, yaw: float, cam_yaw: float, pitch: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         rotvec = np.zeros((NUM_SMPLX_POSE_JOINTS, 3))
         R = local_to_camera_rotation(yaw, cam_yaw, pitch) @ cv2.Rodrigues(fit["global_orient"][:3])[0]
         rotvec[0] = cv2.Rodrigues(R)[0][:, 0]
@@ -262,13 +325,27 @@ class AgoraDataset(HMRDataset):
                 if self.use_betas:
                     shape = fit["betas"]
             verts = np.asarray(arrays["vertices"][k], np.float64) if "vertices" in arrays else None
-            persons.append(PersonTarget(
-                center=j2d[HEAD_JOINT].copy(), joints_2d=j2d[:NUM_SMPLX_POSE_JOINTS],
-                joints_2d_valid=np.ones(min(len(j2d), NUM_SMPLX_POSE_JOINTS), bool),
-                joints_3d=j3d[:NUM_SMPLX_POSE_JOINTS], rotvec=rotvec, rot_valid=rot_valid, shape=shape,
-                vertices=verts, valid=bool(row["isValid"][p]) if "isValid" in row else True,
-                gender=str(row["gender"][p]) if "gender" in row else "neutral",
-                kid=bool(row["kid"][p]) if "kid" in row else False, body="smplx",
-            ))
-        return Sample(image=image, K=K, persons=persons, name=Path(row["imgPath"]).name, dataset="agora",
-                      extras={"joints_2d_full": full_2d})
+            persons.append(
+                PersonTarget(
+                    center=j2d[HEAD_JOINT].copy(),
+                    joints_2d=j2d[:NUM_SMPLX_POSE_JOINTS],
+                    joints_2d_valid=np.ones(min(len(j2d), NUM_SMPLX_POSE_JOINTS), bool),
+                    joints_3d=j3d[:NUM_SMPLX_POSE_JOINTS],
+                    rotvec=rotvec,
+                    rot_valid=rot_valid,
+                    shape=shape,
+                    vertices=verts,
+                    valid=bool(row["isValid"][p]) if "isValid" in row else True,
+                    gender=str(row["gender"][p]) if "gender" in row else "neutral",
+                    kid=bool(row["kid"][p]) if "kid" in row else False,
+                    body="smplx",
+                )
+            )
+        return Sample(
+            image=image,
+            K=K,
+            persons=persons,
+            name=Path(row["imgPath"]).name,
+            dataset="agora",
+            extras={"joints_2d_full": full_2d},
+        )

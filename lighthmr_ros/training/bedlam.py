@@ -13,6 +13,7 @@ naver/multi-hmr datasets/bedlam.py):
     turned 90 deg clockwise to the 720x1280 frame that cam_int (cx=360, cy=640) and gtkps refer to;
   - rows of one image share K; group rows by imgname.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -30,8 +31,11 @@ NPZ_KEYS = ("imgname", "pose_cam", "shape", "trans_cam", "cam_ext", "cam_int", "
 
 
 def bedlam_image_path(root: Path, split_dir: str, scene: str, imgname: str) -> Path:
-    for candidate in (root / split_dir / scene / "png" / imgname, root / scene / "png" / imgname,
-                      root / split_dir / scene / imgname):
+    for candidate in (
+        root / split_dir / scene / "png" / imgname,
+        root / scene / "png" / imgname,
+        root / split_dir / scene / imgname,
+    ):
         if candidate.is_file():
             return candidate
     return root / split_dir / scene / "png" / imgname
@@ -60,11 +64,16 @@ class BedlamDataset(HMRDataset):
         super().__init__(root, split, subsample)
         split_dir = SPLIT_DIRS.get(split)
         if split_dir is None:
-            raise DatasetError(f"BEDLAM split {split!r} unknown: use train or validation (test labels are withheld).")
+            raise DatasetError(
+                f"BEDLAM split {split!r} unknown: use train or validation (test labels are withheld)."
+            )
         self.split_dir = split_dir
         label_dir = self.root / f"all_npz_12_{split_dir}"
         if not label_dir.is_dir():
-            raise DatasetError(f"BEDLAM labels not found at {label_dir}: unzip bedlam_labels/all_npz_12_{split_dir}.zip there.")
+            raise DatasetError(
+                f"BEDLAM labels not found at {label_dir}: "
+                f"unzip bedlam_labels/all_npz_12_{split_dir}.zip there."
+            )
         self._labels: dict[str, dict[str, np.ndarray]] = {}
         for npz_path in sorted(label_dir.glob("*.npz")):
             scene = npz_path.stem
@@ -92,15 +101,17 @@ class BedlamDataset(HMRDataset):
             rotvec = d["pose_cam"][r].reshape(NUM_SMPLX_POSE_JOINTS, 3).astype(np.float64)
             kps = d["gtkps"][r].astype(np.float64)
             transl = d["trans_cam"][r].astype(np.float64) + d["cam_ext"][r][:3, 3]
-            persons.append(PersonTarget(
-                center=kps[HEAD_JOINT, :2].copy(),
-                joints_2d=kps[:NUM_SMPLX_POSE_JOINTS, :2].copy(),
-                joints_2d_valid=np.ones(NUM_SMPLX_POSE_JOINTS, bool),
-                rotvec=rotvec,
-                rot_valid=np.ones(NUM_SMPLX_POSE_JOINTS, bool),
-                shape=d["shape"][r].astype(np.float64),
-                expression=np.zeros(10),  # BEDLAM bodies have neutral (zero) expression
-                transl=transl,
-                body="smplx",
-            ))
+            persons.append(
+                PersonTarget(
+                    center=kps[HEAD_JOINT, :2].copy(),
+                    joints_2d=kps[:NUM_SMPLX_POSE_JOINTS, :2].copy(),
+                    joints_2d_valid=np.ones(NUM_SMPLX_POSE_JOINTS, bool),
+                    rotvec=rotvec,
+                    rot_valid=np.ones(NUM_SMPLX_POSE_JOINTS, bool),
+                    shape=d["shape"][r].astype(np.float64),
+                    expression=np.zeros(10),  # BEDLAM bodies have neutral (zero) expression
+                    transl=transl,
+                    body="smplx",
+                )
+            )
         return Sample(image=image, K=K, persons=persons, name=f"{scene}/{imgname}", dataset="bedlam")

@@ -4,6 +4,7 @@ Paths in a config go through ``os.path.expandvars`` and ``~`` expansion; ``${CON
 folder of the YAML file, so a config can point at data beside it. Relative paths are relative to
 the working directory. ``--set section.key=value`` overrides (value parsed as YAML) come last.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -101,8 +102,10 @@ def _expand(value: Any, config_dir: str, where: str = "") -> Any:
         out = os.path.expanduser(os.path.expandvars(value.replace("${CONFIG_DIR}", config_dir)))
         unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", out)
         if unset:
-            raise ConfigError(f"{where} uses the environment variable {unset[0]}, which is not set: export "
-                              f"{unset[0]}=PATH or override it with --set {where}=PATH")
+            raise ConfigError(
+                f"{where} uses the environment variable {unset[0]}, which is not set: export "
+                f"{unset[0]}=PATH or override it with --set {where}=PATH"
+            )
         return out
     return value
 
@@ -117,7 +120,9 @@ def _build(cls, data: Any, where: str, config_dir: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {where or 'the config'}; valid keys are {sorted(names)}")
+        raise ConfigError(
+            f"unknown key(s) {unknown} in {where or 'the config'}; valid keys are {sorted(names)}"
+        )
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
@@ -184,8 +189,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"training config {path} not found; pass a YAML file such as "
-                          "lighthmr_ros/training/configs/bedlam_distill.yaml")
+        raise ConfigError(
+            f"training config {path} not found; pass a YAML file such as "
+            "lighthmr_ros/training/configs/bedlam_distill.yaml"
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -212,7 +219,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"run.freeze has unknown part(s) {bad}: use encoder, decoder or heads")
     leaks = [f"{s.dataset} {s.split}" for s in cfg.data.val if s.split == "test"]
     if leaks:
-        raise ConfigError(f"data.val validates on {', '.join(leaks)}: model selection on a test split leaks it into "
-                          "the model; validate on the validation split and evaluate on test once at the end")
+        raise ConfigError(
+            f"data.val validates on {', '.join(leaks)}: model selection on a test split leaks it into "
+            "the model; validate on the validation split and evaluate on test once at the end"
+        )
     if cfg.teacher is not None and not 0 <= cfg.teacher.gt_weight <= 1:
         raise ConfigError("teacher.gt_weight must be in [0, 1]")

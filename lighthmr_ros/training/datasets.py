@@ -3,6 +3,7 @@
 A reader (``HMRDataset`` subclass) maps an index to a raw ``Sample`` in the original image's pixels;
 ``TrainingDataset`` letterboxes and augments it to the network size; ``collate`` (targets.py) stacks.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,14 +27,19 @@ class HMRDataset(Dataset):
         self.split = split
         self.subsample = max(1, int(subsample))
         if not self.root.is_dir():
-            raise DatasetError(f"{self.name} root {self.root} is not a folder: pass the folder holding the {self.name} release.")
+            raise DatasetError(
+                f"{self.name} root {self.root} is not a folder: "
+                f"pass the folder holding the {self.name} release."
+            )
         self.items: list = []
 
     def _finish_index(self) -> None:
         self.items = self.items[:: self.subsample]
         if not self.items:
-            raise DatasetError(f"no {self.name} images with annotations found under {self.root} for split "
-                               f"{self.split!r}: check the folder layout described in lighthmr_ros/training/{self.name}.py.")
+            raise DatasetError(
+                f"no {self.name} images with annotations found under {self.root} for split "
+                f"{self.split!r}: check the folder layout described in lighthmr_ros/training/{self.name}.py."
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -55,8 +61,14 @@ def read_rgb(path: Path) -> np.ndarray:
 class TrainingDataset(Dataset):
     """Wraps a reader: letterbox to ``size`` with random augmentation (seeded per item and epoch)."""
 
-    def __init__(self, reader: Dataset, size: int, augment: AugmentConfig | None = None, seed: int = 0,
-                 teacher_size: int | None = None):
+    def __init__(
+        self,
+        reader: Dataset,
+        size: int,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        teacher_size: int | None = None,
+    ):
         self.reader = reader
         self.size = size
         self.teacher_size = teacher_size  # distillation: the same view at the teacher's size

@@ -25,6 +25,7 @@ Teacher cost, designed for a real run:
     augmentation (no entry would ever hit again and the cache would grow by a data set per epoch) and
     when the estimate exceeds ``cache_max_gb``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,7 +49,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class TeacherConfig:
     checkpoint: str | None = None  # official Multi-HMR file or a lighthmr checkpoint
-    name: str = "multihmr_vits14"  # architecture when no checkpoint is given (random weights: tests)
+    # architecture: checked against the checkpoint's; without a checkpoint, built with random weights
+    # (tests, ``lighthmr rehearse``). None: the checkpoint's own (or multihmr_vits14 without one).
+    name: str | None = None
     image_size: int = 448  # input size of a random-weight teacher (a checkpoint brings its own)
     smplx_model_dir: str | None = None
     gt_weight: float = 0.7
@@ -69,15 +72,22 @@ def load_teacher(cfg: TeacherConfig, device: torch.device) -> nn.Module:
     """Frozen teacher in eval mode (checkpoint, or the named architecture with seeded random weights)."""
     if cfg.checkpoint:
         from lighthmr_ros.model.checkpoint import load_checkpoint
+        from lighthmr_ros.model.config import get_config
 
         teacher = load_checkpoint(cfg.checkpoint, device="cpu", smplx_model_dir=cfg.smplx_model_dir)
+        if cfg.name and get_config(cfg.name).encoder != teacher.config.encoder:
+            raise ConfigError(
+                f"teacher.checkpoint {cfg.checkpoint} holds a {teacher.config.encoder} encoder but "
+                f"teacher.name is {cfg.name} ({get_config(cfg.name).encoder}); fix one of them"
+            )
     else:
         from lighthmr_ros.model import create_model
 
-        log.warning("distillation teacher %s has random weights (no teacher.checkpoint given)", cfg.name)
+        name = cfg.name or "multihmr_vits14"
+        log.warning("distillation teacher %s has random weights (no teacher.checkpoint given)", name)
         state = torch.random.get_rng_state()
         torch.manual_seed(cfg.seed)
-        teacher = create_model(cfg.name, smplx_model_dir=cfg.smplx_model_dir, image_size=cfg.image_size)
+        teacher = create_model(name, smplx_model_dir=cfg.smplx_model_dir, image_size=cfg.image_size)
         torch.random.set_rng_state(state)
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
@@ -87,7 +97,9 @@ def load_teacher(cfg: TeacherConfig, device: torch.device) -> nn.Module:
 
 def scale_K(K: torch.Tensor, s: float) -> torch.Tensor:
     """K of an image resized by ``s`` (bilinear, align_corners=False: u' = s (u + 0.5) - 0.5)."""
-    A = torch.tensor([[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2], [0.0, 0.0, 1.0]], device=K.device, dtype=K.dtype)
+    A = torch.tensor(
+        [[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2], [0.0, 0.0, 1.0]], device=K.device, dtype=K.dtype
+    )
     return A @ K
 
 
@@ -146,8 +158,14 @@ class TeacherCache:
         os.replace(tmp, path)
 
 
-def entry_bytes(student_grid: tuple[int, int], teacher_dim: int, features: bool, people: int = 4,
-                num_pose: int = 53, num_joints: int = 127) -> int:
+def entry_bytes(
+    student_grid: tuple[int, int],
+    teacher_dim: int,
+    features: bool,
+    people: int = 4,
+    num_pose: int = 53,
+    num_joints: int = 127,
+) -> int:
     """Bytes of one cache entry: fp16 tokens on the student grid (when features are on), the score map,
     and about ``people`` persons' outputs (rotations, joints, 2-D joints; fp32)."""
     cells = student_grid[0] * student_grid[1]
@@ -176,7 +194,9 @@ class Distiller(nn.Module):
         self.teacher_pelvis = tspec.pelvis_index
         choice = resolve_precision(cfg.precision, device)
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(choice.name)
-        log.info("distillation teacher %s at %d px: %s", cfg.checkpoint or cfg.name, self.image_size, choice.reason)
+        log.info(
+            "distillation teacher %s at %d px: %s", cfg.checkpoint or cfg.name, self.image_size, choice.reason
+        )
 
     @property
     def teacher(self) -> nn.Module:
@@ -188,20 +208,29 @@ class Distiller(nn.Module):
         return self.teacher.config.image_size
 
     def check_cache(self, num_images: int, student_grid: tuple[int, int], augment_per_epoch: bool) -> int:
-        """The cache's size in bytes, stated before the run; refuses a cache that could never hit or is too big."""
+        """The cache's size in bytes, stated before the run; refuses one that can never hit or is too big."""
         if self.cache is None:
             return 0
         if augment_per_epoch:
-            raise ConfigError("teacher.cache_dir with data.augment_per_epoch: true would never hit (every epoch "
-                              "augments anew) and grow by a whole data set per epoch; set data.augment_per_epoch: "
-                              "false or drop teacher.cache_dir")
+            raise ConfigError(
+                "teacher.cache_dir with data.augment_per_epoch: true would never hit (every epoch "
+                "augments anew) and grow by a whole data set per epoch; set data.augment_per_epoch: "
+                "false or drop teacher.cache_dir"
+            )
         size = num_images * entry_bytes(student_grid, self.teacher.backbone.embed_dim, self.cfg.features)
         if size > self.cfg.cache_max_gb * 1e9:
-            raise ConfigError(f"the teacher cache would hold {num_images} entries of about "
-                              f"{size / num_images / 1e6:.2f} MB = {size / 1e9:.1f} GB, over teacher.cache_max_gb "
-                              f"({self.cfg.cache_max_gb:g}); raise it, turn teacher.features off or drop the cache")
-        log.info("teacher cache %s: %d entries x %.2f MB = %.2f GB at most", self.cache.root, num_images,
-                 size / num_images / 1e6, size / 1e9)
+            raise ConfigError(
+                f"the teacher cache would hold {num_images} entries of about "
+                f"{size / num_images / 1e6:.2f} MB = {size / 1e9:.1f} GB, over teacher.cache_max_gb "
+                f"({self.cfg.cache_max_gb:g}); raise it, turn teacher.features off or drop the cache"
+            )
+        log.info(
+            "teacher cache %s: %d entries x %.2f MB = %.2f GB at most",
+            self.cache.root,
+            num_images,
+            size / num_images / 1e6,
+            size / 1e9,
+        )
         return size
 
     def _autocast(self, device: torch.device):
@@ -233,11 +262,17 @@ class Distiller(nn.Module):
         if self.cfg.teacher_locations:
             score_map = logits.sigmoid().clamp(1e-4, 1 - 1e-4).reshape(B, gh, gw)
             with self._autocast(images_t.device):
-                pb, pn, off = teacher.find_people(tokens, score_map, self.cfg.det_threshold, None, self.cfg.max_people)
+                pb, pn, off = teacher.find_people(
+                    tokens, score_map, self.cfg.det_threshold, None, self.cfg.max_people
+                )
             off = off.float()
-            loc = (torch.stack([pn % gw, pn // gw], -1).float() + 0.5 + off) * teacher.stride  # teacher pixels
+            loc = (
+                torch.stack([pn % gw, pn // gw], -1).float() + 0.5 + off
+            ) * teacher.stride  # teacher pixels
             u = (loc + 0.5) / s - 0.5  # student pixels
-            cell_s = (u[:, 1] / stride_s).floor().long().clamp(0, hs - 1) * ws + (u[:, 0] / stride_s).floor().long().clamp(0, ws - 1)
+            cell_s = (u[:, 1] / stride_s).floor().long().clamp(0, hs - 1) * ws + (
+                u[:, 0] / stride_s
+            ).floor().long().clamp(0, ws - 1)
             for b in range(B):
                 mine = (pb == b).nonzero().flatten()
                 seen = set(taken[b].tolist())
@@ -268,22 +303,36 @@ class Distiller(nn.Module):
             entries.append(entry)
         return entries
 
-    def teach(self, batch: dict, centres: torch.Tensor, batch_index: torch.Tensor, student_grid: tuple[int, int],
-              size_s: int, taken: list[torch.Tensor]) -> tuple[dict, list[torch.Tensor]]:
+    def teach(
+        self,
+        batch: dict,
+        centres: torch.Tensor,
+        batch_index: torch.Tensor,
+        student_grid: tuple[int, int],
+        size_s: int,
+        taken: list[torch.Tensor],
+    ) -> tuple[dict, list[torch.Tensor]]:
         """Teacher targets for a collated batch and the extra student cells to decode (its pseudo-labels).
 
         ``centres`` / ``batch_index``: the GT persons the student decodes (student pixels), ``taken``:
         their student cells per image. Through the cache when configured (per image)."""
         if "teacher_images" not in batch:
-            raise ConfigError("the batch has no teacher view: build the data set with the teacher's size "
-                              "(TrainingDataset(teacher_size=...)) so the teacher sees the original pixels")
+            raise ConfigError(
+                "the batch has no teacher view: build the data set with the teacher's size "
+                "(TrainingDataset(teacher_size=...)) so the teacher sees the original pixels"
+            )
         dev = centres.device
         images_t, K_t = batch["teacher_images"].to(dev), batch["teacher_K"].to(dev)
         B = images_t.shape[0]
-        tag = (f"{self.cfg.checkpoint or self.cfg.name}:{self.image_size}:{student_grid}:{self.cfg.features}:"
-               f"{self.cfg.teacher_locations}:{self.cfg.det_threshold}")
-        keys = [TeacherCache.key(images_t[b], K_t[b], centres[batch_index == b], tag) if self.cache else None
-                for b in range(B)]
+        arch = self.cfg.checkpoint or self.cfg.name or "multihmr_vits14"
+        tag = (
+            f"{arch}:{self.image_size}:{student_grid}:{self.cfg.features}:"
+            f"{self.cfg.teacher_locations}:{self.cfg.det_threshold}"
+        )
+        keys = [
+            TeacherCache.key(images_t[b], K_t[b], centres[batch_index == b], tag) if self.cache else None
+            for b in range(B)
+        ]
         per_image = [self.cache.get(k) if k else None for k in keys]
         missing = [b for b in range(B) if per_image[b] is None]
         if missing:
@@ -291,9 +340,16 @@ class Distiller(nn.Module):
             mask = torch.isin(batch_index, sub)
             remap = torch.full((B,), -1, dtype=torch.long, device=dev)
             remap[sub] = torch.arange(len(missing), device=dev)
-            fresh = self._run_teacher(images_t[sub], K_t[sub], centres[mask], remap[batch_index[mask]], student_grid,
-                                      size_s, [taken[b] for b in missing])
-            for b, entry in zip(missing, fresh):
+            fresh = self._run_teacher(
+                images_t[sub],
+                K_t[sub],
+                centres[mask],
+                remap[batch_index[mask]],
+                student_grid,
+                size_s,
+                [taken[b] for b in missing],
+            )
+            for b, entry in zip(missing, fresh, strict=False):
                 per_image[b] = entry
                 if self.cache is not None:
                     self.cache.put(keys[b], {k: v.cpu() for k, v in entry.items()})
@@ -309,27 +365,42 @@ class Distiller(nn.Module):
         losses = {}
         if self.cfg.score_weight:
             losses["kd_score"] = self.cfg.score_weight * F.binary_cross_entropy_with_logits(
-                out["score_logits"].float(), t["scores"].float())
+                out["score_logits"].float(), t["scores"].float()
+            )
         if out["rotmat"].shape[0]:
             sm, tm = self.pose_map
             if sm and w.rotation:
-                losses["kd_rotation"] = w.rotation * (out["rotmat"][:, sm].float() - t["rotmat"][:, tm]).abs().sum((-1, -2)).mean()
+                losses["kd_rotation"] = (
+                    w.rotation
+                    * (out["rotmat"][:, sm].float() - t["rotmat"][:, tm]).abs().sum((-1, -2)).mean()
+                )
             if w.shape:
                 s = min(out["shape"].shape[1], t["shape"].shape[1])
                 losses["kd_shape"] = w.shape * (out["shape"][:, :s] - t["shape"][:, :s]).abs().mean()
             if w.expression:
                 e = min(out["expression"].shape[1], t["expression"].shape[1])
-                losses["kd_expression"] = w.expression * (out["expression"][:, :e] - t["expression"][:, :e]).abs().mean()
+                losses["kd_expression"] = (
+                    w.expression * (out["expression"][:, :e] - t["expression"][:, :e]).abs().mean()
+                )
             if w.distance:
-                losses["kd_distance"] = w.distance * (out["dist"].float().clamp(min=1e-3).log()
-                                                      - t["dist"].clamp(min=1e-3).log()).abs().mean()
+                losses["kd_distance"] = (
+                    w.distance
+                    * (out["dist"].float().clamp(min=1e-3).log() - t["dist"].clamp(min=1e-3).log())
+                    .abs()
+                    .mean()
+                )
             jm, jt = self.joint_map
             if jm and w.joints_3d:
                 pj = root_relative(out["joints"][:, jm].float(), out["joints"][:, pelvis].float())
                 tj = root_relative(t["joints"][:, jt], t["joints"][:, self.teacher_pelvis])
                 losses["kd_joints_3d"] = w.joints_3d * (pj - tj).abs().sum(-1).mean()
             if jm and w.joints_2d:
-                err = ((out["joints_2d"][:, jm].float() - t["joints_2d"][:, jt]) / size).abs().sum(-1).clamp(max=1.0)
+                err = (
+                    ((out["joints_2d"][:, jm].float() - t["joints_2d"][:, jt]) / size)
+                    .abs()
+                    .sum(-1)
+                    .clamp(max=1.0)
+                )
                 losses["kd_joints_2d"] = w.joints_2d * err.mean()
         if self.projector is not None and "tokens" in t:
             losses["kd_features"] = self.cfg.feature_weight * feature_loss(out["tokens"], t["tokens"])
@@ -341,8 +412,10 @@ def feature_loss(projected: torch.Tensor, teacher_tokens: torch.Tensor) -> torch
     teacher's tokens. The projection happens once, in ``TrainModule.forward`` (so DDP sees the projector
     used); a width mismatch here means someone projected twice or not at all."""
     if projected.shape[-1] != teacher_tokens.shape[-1]:
-        raise ConfigError(f"student tokens are {projected.shape[-1]} wide but the teacher's are "
-                          f"{teacher_tokens.shape[-1]}: the feature projector must run exactly once (TrainModule)")
+        raise ConfigError(
+            f"student tokens are {projected.shape[-1]} wide but the teacher's are "
+            f"{teacher_tokens.shape[-1]}: the feature projector must run exactly once (TrainModule)"
+        )
     cos = F.cosine_similarity(projected.float(), teacher_tokens.float(), dim=-1)
     return (1 - cos).mean()
 
@@ -353,4 +426,13 @@ def _name_map(student_names, teacher_names) -> tuple[list[int], list[int]]:
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
-__all__ = ["TeacherConfig", "Distiller", "TeacherCache", "feature_loss", "load_teacher", "resample_scores", "resample_tokens", "scale_K"]
+__all__ = [
+    "TeacherConfig",
+    "Distiller",
+    "TeacherCache",
+    "feature_loss",
+    "load_teacher",
+    "resample_scores",
+    "resample_tokens",
+    "scale_K",
+]

@@ -18,6 +18,7 @@ Protocol (see metrics.py for the matching rule):
 AGORA's hand/face parts and its official evaluator are not reproduced: its numbers compare our own
 checkpoints.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,21 @@ import torch
 
 from lighthmr_ros.errors import ConfigError, DatasetError
 from lighthmr_ros.training.losses import joint_index_map
-from lighthmr_ros.training.metrics import MetricAccumulator, match_2d_greedy, mpjpe, pa_mpjpe, summary_from_totals
-from lighthmr_ros.training.pw3d_protocol import (PROTOCOLS, SHARED_JOINTS, STANDARD, STANDARD_DET_THRESHOLD,
-                                                 ThreeDPWProtocol, rounded_prf1)
+from lighthmr_ros.training.metrics import (
+    MetricAccumulator,
+    match_2d_greedy,
+    mpjpe,
+    pa_mpjpe,
+    summary_from_totals,
+)
+from lighthmr_ros.training.pw3d_protocol import (
+    PROTOCOLS,
+    SHARED_JOINTS,
+    STANDARD,
+    STANDARD_DET_THRESHOLD,
+    ThreeDPWProtocol,
+    rounded_prf1,
+)
 from lighthmr_ros.training.supervision import build_person_targets
 from lighthmr_ros.training.targets import NUM_BODY_JOINTS, collate, prepare_sample
 
@@ -37,10 +50,16 @@ log = logging.getLogger(__name__)
 
 
 OTHER_PROTOCOLS = {
-    "bedlam": ("bedlam-lighthmr", "BEDLAM: PVE / PA-PVE on all SMPL-X vertices, pelvis-centred (Multi-HMR's BEDLAM-val "
-                                  "measure); MPJPE on SMPL-X joints 0-21 added"),
-    "agora": ("agora-lighthmr", "AGORA: the official matching (24 joints, IoU 0.1, isValid), body joints 0-21 "
-                                "hip-centred; not the official evaluator (no hands/face, no NMJE)"),
+    "bedlam": (
+        "bedlam-lighthmr",
+        "BEDLAM: PVE / PA-PVE on all SMPL-X vertices, pelvis-centred (Multi-HMR's BEDLAM-val "
+        "measure); MPJPE on SMPL-X joints 0-21 added",
+    ),
+    "agora": (
+        "agora-lighthmr",
+        "AGORA: the official matching (24 joints, IoU 0.1, isValid), body joints 0-21 "
+        "hip-centred; not the official evaluator (no hands/face, no NMJE)",
+    ),
     "synthetic": ("synthetic-native", "synthetic scenes: the body model's own joints and vertices"),
 }
 
@@ -54,10 +73,21 @@ def describe_protocol(dataset: str, protocol: ThreeDPWProtocol | None) -> tuple[
 
 
 @torch.no_grad()
-def evaluate_model(model, reader, size: int | None = None, device="cpu", det_threshold: float | None = None,
-                   nms_kernel: int | None = None, max_humans: int = 20, progress: bool = True,
-                   protocol: ThreeDPWProtocol | None = None, limit: int | None = None, runner=None,
-                   indices: Iterable[int] | None = None, reduce: Callable[[list[float]], list[float]] | None = None) -> dict:
+def evaluate_model(
+    model,
+    reader,
+    size: int | None = None,
+    device="cpu",
+    det_threshold: float | None = None,
+    nms_kernel: int | None = None,
+    max_humans: int = 20,
+    progress: bool = True,
+    protocol: ThreeDPWProtocol | None = None,
+    limit: int | None = None,
+    runner=None,
+    indices: Iterable[int] | None = None,
+    reduce: Callable[[list[float]], list[float]] | None = None,
+) -> dict:
     """Metrics of ``model`` (an HMRModel) over ``reader`` (an HMRDataset).
 
     ``indices``: evaluate these items only (a shard: validation on every DDP rank); ``reduce``: combines
@@ -72,7 +102,9 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
     model = model.to(device).eval()
     size = size or model.config.image_size
     if size != model.config.image_size:  # the decoder's position queries are sized by the training grid
-        raise ConfigError(f"this checkpoint runs at {model.config.image_size} px, not {size}; drop --image-size")
+        raise ConfigError(
+            f"this checkpoint runs at {model.config.image_size} px, not {size}; drop --image-size"
+        )
     spec = model.body.spec
     dataset = getattr(reader, "name", "")
     standard = protocol is not None and dataset == "3dpw"
@@ -95,16 +127,23 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
         raw = reader[i]
         sample = prepare_sample(raw, size)
         batch = collate([sample], size, select=False)
-        det = (runner or model)(batch["images"].to(device), batch["K"].to(device), det_threshold=det_threshold,
-                                nms_kernel=nms_kernel, max_humans=max_humans)
+        det = (runner or model)(
+            batch["images"].to(device),
+            batch["K"].to(device),
+            det_threshold=det_threshold,
+            nms_kernel=nms_kernel,
+            max_humans=max_humans,
+        )
         G = len(sample.persons)
         valid = batch["valid"].numpy()
         keep = torch.ones(G, dtype=torch.bool)
         tgt = build_person_targets(batch, keep, model.body, device) if G else None
         if batch.get("native_body") is not None:  # synthetic scenes: the body model's own joints
             if batch["native_body"] != spec.name:
-                raise DatasetError(f"these scenes are annotated with the {batch['native_body']} body model but the "
-                                   f"checkpoint uses {spec.name}: evaluate a {batch['native_body']} checkpoint on them.")
+                raise DatasetError(
+                    f"these scenes are annotated with the {batch['native_body']} body model but the "
+                    f"checkpoint uses {spec.name}: evaluate a {batch['native_body']} checkpoint on them."
+                )
             eval_joints, root = list(range(spec.num_joints)), spec.pelvis_index
             gt_kps = batch["native_joints_2d"].numpy()
             pred_kps = det.joints_2d.cpu().numpy()
@@ -113,8 +152,10 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
             n_match = min(24, batch["joints_2d"].shape[1]) if is_agora else batch["joints_2d"].shape[1]
             jm, js = joint_index_map(spec.joint_names, count=n_match)
             if not jm:
-                raise DatasetError(f"the checkpoint's {spec.name} body shares no joints with the SMPL/SMPL-X annotation "
-                                   f"of {dataset}: evaluate an SMPL-X checkpoint on it.")
+                raise DatasetError(
+                    f"the checkpoint's {spec.name} body shares no joints with the SMPL/SMPL-X annotation "
+                    f"of {dataset}: evaluate an SMPL-X checkpoint on it."
+                )
             gt_kps = batch["joints_2d"][:, js].numpy()
             pred_kps = det.joints_2d[:, jm].cpu().numpy()
         matches, false_pos, misses = match_2d_greedy(pred_kps, gt_kps, iou_thresh=iou, valid_gt=valid)
@@ -122,8 +163,14 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
         for p, g in matches:
             if standard:
                 gv, groot = protocol.ground_truth(raw.extras["smpl"][g])
-                acc.add_person(**protocol.errors(det.vertices[p].cpu().double().numpy(),
-                                                 det.joints[p, spec.pelvis_index].cpu().double().numpy(), gv, groot))
+                acc.add_person(
+                    **protocol.errors(
+                        det.vertices[p].cpu().double().numpy(),
+                        det.joints[p, spec.pelvis_index].cpu().double().numpy(),
+                        gv,
+                        groot,
+                    )
+                )
                 continue
             errors = {}
             jmask = tgt.joints_mask[g, eval_joints].cpu().numpy()
@@ -146,21 +193,41 @@ def evaluate_model(model, reader, size: int | None = None, device="cpu", det_thr
     if standard:  # the published tables print fractions rounded to 2 decimals
         summary.update({f"{k}_unrounded": summary[k] for k in ("precision", "recall", "f1")})
         summary.update(rounded_prf1(summary["precision"], summary["recall"], summary["f1"]))
-    summary.update(dataset=dataset, images=n, det_threshold=det_threshold, iou_threshold=iou, protocol=name,
-                   protocol_description=sentence)
+    summary.update(
+        dataset=dataset,
+        images=n,
+        det_threshold=det_threshold,
+        iou_threshold=iou,
+        protocol=name,
+        protocol_description=sentence,
+    )
     return summary
 
 
 def format_table(summary: dict) -> str:
     """Two-line plain table of the headline numbers."""
-    cols = [("MPJPE", "mpjpe"), ("PA-MPJPE", "pa_mpjpe"), ("PVE", "pve"), ("PA-PVE", "pa_pve"),
-            ("Precision", "precision"), ("Recall", "recall"), ("F1", "f1")]
+    cols = [
+        ("MPJPE", "mpjpe"),
+        ("PA-MPJPE", "pa_mpjpe"),
+        ("PVE", "pve"),
+        ("PA-PVE", "pa_pve"),
+        ("Precision", "precision"),
+        ("Recall", "recall"),
+        ("F1", "f1"),
+    ]
     head = " | ".join(f"{name:>9}" for name, _ in cols)
     vals = " | ".join(f"{summary[k]:9.1f}" if summary.get(k) is not None else f"{'n/a':>9}" for _, k in cols)
-    info = (f"{summary.get('dataset', '')}: {summary.get('images', 0)} images, {summary.get('num_gt', 0)} people, "
-            f"{summary.get('num_matched', 0)} matched, {summary.get('false_positives', 0)} false positives "
-            f"(errors in mm, detection in %)")
-    proto = f"protocol {summary['protocol']}: {summary.get('protocol_description', '')}" if "protocol" in summary else ""
+    info = (
+        f"{summary.get('dataset', '')}: {summary.get('images', 0)} images, "
+        f"{summary.get('num_gt', 0)} people, "
+        f"{summary.get('num_matched', 0)} matched, {summary.get('false_positives', 0)} false positives "
+        f"(errors in mm, detection in %)"
+    )
+    proto = (
+        f"protocol {summary['protocol']}: {summary.get('protocol_description', '')}"
+        if "protocol" in summary
+        else ""
+    )
     return "\n".join(line for line in (info, head, vals, proto) if line)
 
 

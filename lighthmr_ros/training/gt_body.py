@@ -6,6 +6,7 @@ neutral SMPL-X, ``num_betas=11``, ``flat_hand_mean=True``, ``use_pca=False``). R
 with the network's body would drop the 11th beta and the eyes and bias the vertex targets and BEDLAM-val
 PVE, so the ground truth is built here with smplx's own SMPL-X from the same model file.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,15 +30,27 @@ class SMPLXGroundTruth(nn.Module):
         import smplx
 
         try:
-            self.bm = smplx.SMPLX(str(model_file), gender="neutral", use_pca=False, flat_hand_mean=True,
-                                  num_betas=GT_NUM_BETAS, num_expression_coeffs=GT_NUM_EXPRESSION)
+            self.bm = smplx.SMPLX(
+                str(model_file),
+                gender="neutral",
+                use_pca=False,
+                flat_hand_mean=True,
+                num_betas=GT_NUM_BETAS,
+                num_expression_coeffs=GT_NUM_EXPRESSION,
+            )
         except Exception as exc:
-            raise BodyModelError(f"{model_file} cannot build the SMPL-X ground truth ({type(exc).__name__}: {exc})") from exc
+            raise BodyModelError(
+                f"{model_file} cannot build the SMPL-X ground truth ({type(exc).__name__}: {exc})"
+            ) from exc
         selector = self.bm.vertex_joint_selector.extra_joints_idxs
-        selector.copy_(selector % self.bm.v_template.shape[0])  # a no-op on the real mesh; reduced test meshes
+        selector.copy_(
+            selector % self.bm.v_template.shape[0]
+        )  # a no-op on the real mesh; reduced test meshes
 
     @torch.no_grad()
-    def forward(self, rotvec: torch.Tensor, betas: torch.Tensor, expression: torch.Tensor | None = None) -> BodyOutput:
+    def forward(
+        self, rotvec: torch.Tensor, betas: torch.Tensor, expression: torch.Tensor | None = None
+    ) -> BodyOutput:
         """rotvec (P,55,3) axis-angle in SMPL-X joint order, betas (P,<=11), expression (P,<=10) -> the
         canonical-frame mesh and the 127 joints in the network body's joint order (no translation)."""
         P = rotvec.shape[0]
@@ -48,9 +61,17 @@ class SMPLXGroundTruth(nn.Module):
         if expression is not None:
             e[:, : min(GT_NUM_EXPRESSION, expression.shape[1])] = expression[:, :GT_NUM_EXPRESSION].float()
         r = rotvec.float().to(dev)
-        out = self.bm(betas=b, expression=e, global_orient=r[:, 0], body_pose=r[:, 1:22].reshape(P, 63),
-                      jaw_pose=r[:, 22], leye_pose=r[:, 23], reye_pose=r[:, 24],
-                      left_hand_pose=r[:, 25:40].reshape(P, 45), right_hand_pose=r[:, 40:55].reshape(P, 45))
+        out = self.bm(
+            betas=b,
+            expression=e,
+            global_orient=r[:, 0],
+            body_pose=r[:, 1:22].reshape(P, 63),
+            jaw_pose=r[:, 22],
+            leye_pose=r[:, 23],
+            reye_pose=r[:, 24],
+            left_hand_pose=r[:, 25:40].reshape(P, 45),
+            right_hand_pose=r[:, 40:55].reshape(P, 45),
+        )
         return BodyOutput(vertices=out.vertices, joints=out.joints)
 
 

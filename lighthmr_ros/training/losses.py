@@ -7,6 +7,7 @@ given location): rotations, shape, expression, log-distance of the primary keypo
 3-D joints and vertices, and the 2-D reprojection of the joints (in units of the image size).
 Each term is masked by what the data set supervises and averaged over supervised persons only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ class LossWeights:
     heatmap_sigma: float = 0.75  # Gaussian radius in token cells around each person's cell
 
 
-def gaussian_heatmap(cells: torch.Tensor, batch_index: torch.Tensor, batch_size: int, grid: tuple[int, int],
-                     sigma: float) -> torch.Tensor:
+def gaussian_heatmap(
+    cells: torch.Tensor, batch_index: torch.Tensor, batch_size: int, grid: tuple[int, int], sigma: float
+) -> torch.Tensor:
     """(B, h*w) targets: max over persons of exp(-d^2 / 2 sigma^2), exactly 1 at each person's cell."""
     h, w = grid
     ys = torch.arange(h, device=cells.device, dtype=torch.float32).repeat_interleave(w)
@@ -51,8 +53,13 @@ def gaussian_heatmap(cells: torch.Tensor, batch_index: torch.Tensor, batch_size:
     return target
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,
-               ignore: torch.Tensor | None = None) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 2.0,
+    beta: float = 4.0,
+    ignore: torch.Tensor | None = None,
+) -> torch.Tensor:
     """CenterNet focal loss (Law & Deng 2018; Zhou et al. 2019), normalised by the number of peaks.
 
     ``target`` is 1 at peaks and a soft Gaussian around them; negatives near a peak are down-weighted
@@ -71,7 +78,9 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, b
     return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
 
 
-def joint_index_map(model_joint_names: tuple[str, ...], count: int = len(SMPLX_JOINT_NAMES)) -> tuple[list[int], list[int]]:
+def joint_index_map(
+    model_joint_names: tuple[str, ...], count: int = len(SMPLX_JOINT_NAMES)
+) -> tuple[list[int], list[int]]:
     """(model indices, SMPL-X indices) of joints present in both, matched by name (first ``count`` SMPL-X)."""
     pos = {n: i for i, n in enumerate(model_joint_names)}
     model_idx, smplx_idx = [], []
@@ -126,8 +135,9 @@ class PersonTargets:
     dist_mask: torch.Tensor  # (P,)
 
 
-def person_losses(out: dict, tgt: PersonTargets, pelvis: int, head: int, image_size: int,
-                  w: LossWeights) -> dict[str, torch.Tensor]:
+def person_losses(
+    out: dict, tgt: PersonTargets, pelvis: int, head: int, image_size: int, w: LossWeights
+) -> dict[str, torch.Tensor]:
     """Per-person loss terms (unweighted), each a scalar."""
     dev = out["joints"].device
     zero = torch.zeros((), device=dev)
@@ -140,7 +150,9 @@ def person_losses(out: dict, tgt: PersonTargets, pelvis: int, head: int, image_s
         losses["shape"] = masked_mean((out["shape"][:, :s] - tgt.shape[:, :s]).abs(), tgt.shape_mask)
     if w.expression and tgt.expression is not None:
         e = min(out["expression"].shape[1], tgt.expression.shape[1])
-        losses["expression"] = masked_mean((out["expression"][:, :e] - tgt.expression[:, :e]).abs(), tgt.expression_mask)
+        losses["expression"] = masked_mean(
+            (out["expression"][:, :e] - tgt.expression[:, :e]).abs(), tgt.expression_mask
+        )
     if w.distance:
         log_err = (out["dist"].float().clamp(min=1e-3).log() - tgt.dist.clamp(min=1e-3).log()).abs()
         losses["distance"] = masked_mean(log_err, tgt.dist_mask)
@@ -161,8 +173,14 @@ def person_losses(out: dict, tgt: PersonTargets, pelvis: int, head: int, image_s
     return {k: (v if torch.isfinite(v) else zero) for k, v in losses.items()}
 
 
-def detection_losses(out: dict, cells: torch.Tensor, batch_index: torch.Tensor, offset_target: torch.Tensor,
-                     w: LossWeights, ignore: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def detection_losses(
+    out: dict,
+    cells: torch.Tensor,
+    batch_index: torch.Tensor,
+    offset_target: torch.Tensor,
+    w: LossWeights,
+    ignore: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Focal loss on the dense score logits and L1 on the offsets of the persons' cells."""
     logits = out["score_logits"]
     target = gaussian_heatmap(cells, batch_index, logits.shape[0], out["grid"], w.heatmap_sigma)

@@ -9,6 +9,7 @@ Detection scores use the greedy 2-D keypoint matching of ROMP's ``match_2d_greed
 AGORA's evaluator both use (facts: shared/notes/datasets.md section 4, sources ROMP
 simple_romp/trace2/evaluation/eval_3DPW.py and naver/multi-hmr utils/training.py; this is our own code).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def keypoint_box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of the tight boxes around two keypoint sets (K,2), with ROMP's inclusive-pixel areas (x2-x1+1)(y2-y1+1)."""
+    """IoU of the tight boxes of two keypoint sets (K,2), ROMP's inclusive-pixel areas (x2-x1+1)(y2-y1+1)."""
     ax1, ay1 = a.min(0)
     ax2, ay2 = a.max(0)
     bx1, by1 = b.min(0)
@@ -211,7 +212,9 @@ def summary_from_totals(totals: list[float]) -> dict[str, float | int | None]:
     for i, key in enumerate(ERROR_KEYS):
         total, n = totals[2 * i], totals[2 * i + 1]
         out[key] = total / n if n else None
-    count, miss, fp = (int(round(v)) for v in totals[2 * len(ERROR_KEYS):])
+    count, miss, fp = (int(round(v)) for v in totals[2 * len(ERROR_KEYS) :])
     precision, recall, f1 = prf1(DetectionCounts(count, miss, fp))
-    out.update(precision=precision, recall=recall, f1=f1, num_gt=count, num_matched=count - miss, false_positives=fp)
+    out.update(
+        precision=precision, recall=recall, f1=f1, num_gt=count, num_matched=count - miss, false_positives=fp
+    )
     return out

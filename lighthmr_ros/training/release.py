@@ -7,6 +7,7 @@ The release keeps the run's provenance (config, steps, data) and adds the held-o
 ``Predictor`` users can see what the weights were trained on and how well they did. Weights are
 stored in fp16 (half the size); they are cast back to the model's precision when loaded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,13 @@ from pathlib import Path
 from lighthmr_ros.errors import CheckpointError
 
 
-def release_checkpoint(source: str | Path, target: str | Path, metrics: dict | None = None, note: str = "",
-                       detection: dict | None = None) -> Path:
+def release_checkpoint(
+    source: str | Path,
+    target: str | Path,
+    metrics: dict | None = None,
+    note: str = "",
+    detection: dict | None = None,
+) -> Path:
     """``detection``: peak-search settings stored in the model config (``nms_kernel``, ``nms_radius``),
     chosen after training on validation data; they change which peaks are decoded, not the weights."""
     import dataclasses
@@ -45,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", help="where to write the fp16 release")
     parser.add_argument("--metrics", help="JSON written by `lighthmr evaluate` on held-out data")
     parser.add_argument("--note", default="", help="free text stored in the provenance")
-    parser.add_argument("--nms-kernel", type=int, help="default max-pool NMS window (cells) stored in the config")
-    parser.add_argument("--nms-radius", type=float, help="duplicate suppression radius (cells) stored in the config")
+    parser.add_argument(
+        "--nms-kernel", type=int, help="default max-pool NMS window (cells) stored in the config"
+    )
+    parser.add_argument(
+        "--nms-radius", type=float, help="duplicate suppression radius (cells) stored in the config"
+    )
     args = parser.parse_args(argv)
     metrics = None
     if args.metrics:
@@ -54,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             metrics = json.loads(Path(args.metrics).read_text())
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"Could not read the metrics file {args.metrics}: {exc}.") from exc
-    detection = {k: v for k, v in (("nms_kernel", args.nms_kernel), ("nms_radius", args.nms_radius)) if v is not None}
+    detection = {
+        k: v for k, v in (("nms_kernel", args.nms_kernel), ("nms_radius", args.nms_radius)) if v is not None
+    }
     out = release_checkpoint(args.source, args.target, metrics, args.note, detection)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     return 0

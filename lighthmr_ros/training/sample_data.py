@@ -5,6 +5,7 @@ People are stick figures: a fixed 55-joint SMPL-X-ordered skeleton, turned and p
 frame, drawn as bright blobs at the projected joints on a black background. The annotation files carry
 exactly what the real releases carry (see the format notes in bedlam.py, threedpw.py and agora.py).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -23,14 +24,31 @@ BLOB_RADIUS = 16  # pixels at 1280-wide images: still a few pixels at 224
 def skeleton_template() -> np.ndarray:
     """(55,3) joints in the body frame (metres, y up, facing +z, pelvis at the origin, left = +x)."""
     body = {
-        "pelvis": (0, 0, 0), "left_hip": (0.08, -0.08, 0), "right_hip": (-0.08, -0.08, 0), "spine1": (0, 0.1, 0),
-        "left_knee": (0.09, -0.48, 0.02), "right_knee": (-0.09, -0.48, 0.02), "spine2": (0, 0.22, 0),
-        "left_ankle": (0.09, -0.88, 0), "right_ankle": (-0.09, -0.88, 0), "spine3": (0, 0.28, 0),
-        "left_foot": (0.1, -0.93, 0.12), "right_foot": (-0.1, -0.93, 0.12), "neck": (0, 0.5, 0),
-        "left_collar": (0.07, 0.42, 0), "right_collar": (-0.07, 0.42, 0), "head": (0, 0.64, 0.03),
-        "left_shoulder": (0.18, 0.45, 0), "right_shoulder": (-0.18, 0.45, 0), "left_elbow": (0.21, 0.18, 0),
-        "right_elbow": (-0.21, 0.18, 0), "left_wrist": (0.23, -0.06, 0.02), "right_wrist": (-0.23, -0.06, 0.02),
-        "jaw": (0, 0.58, 0.08), "left_eye_smplhf": (0.03, 0.67, 0.09), "right_eye_smplhf": (-0.03, 0.67, 0.09),
+        "pelvis": (0, 0, 0),
+        "left_hip": (0.08, -0.08, 0),
+        "right_hip": (-0.08, -0.08, 0),
+        "spine1": (0, 0.1, 0),
+        "left_knee": (0.09, -0.48, 0.02),
+        "right_knee": (-0.09, -0.48, 0.02),
+        "spine2": (0, 0.22, 0),
+        "left_ankle": (0.09, -0.88, 0),
+        "right_ankle": (-0.09, -0.88, 0),
+        "spine3": (0, 0.28, 0),
+        "left_foot": (0.1, -0.93, 0.12),
+        "right_foot": (-0.1, -0.93, 0.12),
+        "neck": (0, 0.5, 0),
+        "left_collar": (0.07, 0.42, 0),
+        "right_collar": (-0.07, 0.42, 0),
+        "head": (0, 0.64, 0.03),
+        "left_shoulder": (0.18, 0.45, 0),
+        "right_shoulder": (-0.18, 0.45, 0),
+        "left_elbow": (0.21, 0.18, 0),
+        "right_elbow": (-0.21, 0.18, 0),
+        "left_wrist": (0.23, -0.06, 0.02),
+        "right_wrist": (-0.23, -0.06, 0.02),
+        "jaw": (0, 0.58, 0.08),
+        "left_eye_smplhf": (0.03, 0.67, 0.09),
+        "right_eye_smplhf": (-0.03, 0.67, 0.09),
     }
     out = np.zeros((55, 3))
     for i, name in enumerate(SMPLX_JOINT_NAMES):
@@ -50,12 +68,21 @@ def make_person(rng: np.random.Generator, K: np.ndarray, width: int, height: int
     v = height * rng.uniform(0.45, 0.55)
     pelvis = np.linalg.inv(K) @ np.array([u, v, 1.0]) * depth
     yaw = rng.uniform(-60, 60)
-    R_go = cv2.Rodrigues(np.array([np.pi, 0.0, 0.0]))[0] @ cv2.Rodrigues(np.array([0.0, np.radians(yaw), 0.0]))[0]
+    R_go = (
+        cv2.Rodrigues(np.array([np.pi, 0.0, 0.0]))[0]
+        @ cv2.Rodrigues(np.array([0.0, np.radians(yaw), 0.0]))[0]
+    )
     joints = skeleton_template() @ R_go.T + pelvis
     rotvec = rng.normal(0.0, 0.1, size=(55, 3))
     rotvec[0] = cv2.Rodrigues(R_go)[0][:, 0]
-    return {"joints": joints, "pelvis": pelvis, "R_go": R_go, "rotvec": rotvec, "betas": rng.normal(0, 0.5, 11),
-            "colour": tuple(int(c) for c in rng.integers(128, 256, size=3))}
+    return {
+        "joints": joints,
+        "pelvis": pelvis,
+        "R_go": R_go,
+        "rotvec": rotvec,
+        "betas": rng.normal(0, 0.5, 11),
+        "colour": tuple(int(c) for c in rng.integers(128, 256, size=3)),
+    }
 
 
 def draw_people(width: int, height: int, people: list[dict], K: np.ndarray) -> np.ndarray:
@@ -77,11 +104,29 @@ def write_bedlam(root: Path, seed: int = 0, split: str = "training") -> dict:
     """Two scenes (one 'closeup', stored rotated) in the Multi-HMR BEDLAM layout; returns the truth."""
     rng = np.random.default_rng(seed)
     truth = {}
-    scenes = {"20221010_3_1000_batch01hand_6fps": (1280, 720, 2, 3),
-              "20221011_1_250_batch01hand_closeup_suburb_a_6fps": (720, 1280, 1, 2)}
+    scenes = {
+        "20221010_3_1000_batch01hand_6fps": (1280, 720, 2, 3),
+        "20221011_1_250_batch01hand_closeup_suburb_a_6fps": (720, 1280, 1, 2),
+    }
     for scene, (w, h, n_frames, n_people) in scenes.items():
-        rows = {k: [] for k in ("imgname", "center", "scale", "pose_cam", "pose_world", "shape", "trans_cam",
-                                "trans_world", "cam_ext", "cam_int", "gtkps", "gender", "sub")}
+        rows = {
+            k: []
+            for k in (
+                "imgname",
+                "center",
+                "scale",
+                "pose_cam",
+                "pose_world",
+                "shape",
+                "trans_cam",
+                "trans_world",
+                "cam_ext",
+                "cam_int",
+                "gtkps",
+                "gender",
+                "sub",
+            )
+        }
         for f in range(n_frames):
             fl = rng.uniform(30, 60)
             closeup = "closeup" in scene
@@ -126,9 +171,19 @@ def write_threedpw(root: Path, seed: int = 0, split: str = "test", name: str = "
     rng = np.random.default_rng(seed)
     w, h, n = 540, 960, 3
     K = np.array([[900.0, 0, 270.0], [0, 900.0, 480.0], [0, 0, 1.0]])
-    seq = {"sequence": name, "genders": ["m", "f"], "cam_intrinsics": K, "betas": [], "poses": [], "trans": [],
-           "jointPositions": [], "campose_valid": [], "poses2d": [], "img_frame_ids": np.arange(n) * 2,
-           "cam_poses": np.zeros((n, 4, 4))}
+    seq = {
+        "sequence": name,
+        "genders": ["m", "f"],
+        "cam_intrinsics": K,
+        "betas": [],
+        "poses": [],
+        "trans": [],
+        "jointPositions": [],
+        "campose_valid": [],
+        "poses2d": [],
+        "img_frame_ids": np.arange(n) * 2,
+        "cam_poses": np.zeros((n, 4, 4)),
+    }
     frames = [[None, None] for _ in range(n)]
     for k in range(n):
         cam = np.eye(4)
@@ -180,8 +235,10 @@ def write_agora(root: Path, seed: int = 0, split: str = "validation", n_verts: i
 
     rng = np.random.default_rng(seed)
     w, h = 1280, 720
-    names = [f"ag_{split}set_renderpeople_bfh_hdri_50mm_5_10_00000.png",
-             f"ag_{split}set_renderpeople_bfh_archviz_5_10_cam02_00001.png"]
+    names = [
+        f"ag_{split}set_renderpeople_bfh_hdri_50mm_5_10_00000.png",
+        f"ag_{split}set_renderpeople_bfh_archviz_5_10_cam02_00001.png",
+    ]
     rows, truth = [], {}
     for i, img in enumerate(names):
         focal, cam_yaw, pitch = (50.0, 0.0, 0.0) if "hdri" in img else (18.0, -45.0, 30.0)
@@ -189,25 +246,54 @@ def write_agora(root: Path, seed: int = 0, split: str = "validation", n_verts: i
         K4 = agora_K(focal, 3840, 2160)
         n = 3
         people = [make_person(rng, K, w, h, s, n) for s in range(n)]
-        row = {k: [] for k in ("X", "Y", "Z", "Yaw", "gender", "kid", "occlusion", "isValid", "gt_path_smplx",
-                                "gt_path_smpl", "gt_joints_2d", "gt_joints_3d", "gt_verts")}
+        row = {
+            k: []
+            for k in (
+                "X",
+                "Y",
+                "Z",
+                "Yaw",
+                "gender",
+                "kid",
+                "occlusion",
+                "isValid",
+                "gt_path_smplx",
+                "gt_path_smpl",
+                "gt_joints_2d",
+                "gt_joints_3d",
+                "gt_verts",
+            )
+        }
         for j, p in enumerate(people):
             yaw = float(rng.uniform(0, 360))
             R_local = local_to_camera_rotation(yaw, cam_yaw, pitch).T @ p["R_go"]
-            fit = {"global_orient": cv2.Rodrigues(R_local)[0].reshape(1, 3), "body_pose": p["rotvec"][1:22].reshape(1, 63),
-                   "jaw_pose": p["rotvec"][22].reshape(1, 3), "leye_pose": p["rotvec"][23].reshape(1, 3),
-                   "reye_pose": p["rotvec"][24].reshape(1, 3), "left_hand_pose": p["rotvec"][25:40].reshape(1, 45),
-                   "right_hand_pose": p["rotvec"][40:55].reshape(1, 45), "betas": p["betas"][:10].reshape(1, 10),
-                   "expression": np.zeros((1, 10)), "transl": np.zeros((1, 3))}
+            fit = {
+                "global_orient": cv2.Rodrigues(R_local)[0].reshape(1, 3),
+                "body_pose": p["rotvec"][1:22].reshape(1, 63),
+                "jaw_pose": p["rotvec"][22].reshape(1, 3),
+                "leye_pose": p["rotvec"][23].reshape(1, 3),
+                "reye_pose": p["rotvec"][24].reshape(1, 3),
+                "left_hand_pose": p["rotvec"][25:40].reshape(1, 45),
+                "right_hand_pose": p["rotvec"][40:55].reshape(1, 45),
+                "betas": p["betas"][:10].reshape(1, 10),
+                "expression": np.zeros((1, 10)),
+                "transl": np.zeros((1, 3)),
+            }
             rel = f"smplx_gt/{split}set_renderpeople_bfh/fixture_{i}_{j}.obj"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             with open(root / rel.replace(".obj", ".pkl"), "wb") as f:
                 pickle.dump(fit, f, protocol=2)
             joints127 = np.concatenate([p["joints"], p["joints"][15] + rng.normal(0, 0.05, (72, 3))])
-            row["X"].append(rng.uniform(-500, 500)); row["Y"].append(rng.uniform(-500, 500)); row["Z"].append(0.0)
-            row["Yaw"].append(yaw); row["gender"].append("female" if j % 2 else "male"); row["kid"].append(False)
-            row["occlusion"].append(95.0 if j == 2 else 10.0); row["isValid"].append(j != 2)
-            row["gt_path_smplx"].append(rel); row["gt_path_smpl"].append(rel.replace("smplx_gt", "smpl_gt"))
+            row["X"].append(rng.uniform(-500, 500))
+            row["Y"].append(rng.uniform(-500, 500))
+            row["Z"].append(0.0)
+            row["Yaw"].append(yaw)
+            row["gender"].append("female" if j % 2 else "male")
+            row["kid"].append(False)
+            row["occlusion"].append(95.0 if j == 2 else 10.0)
+            row["isValid"].append(j != 2)
+            row["gt_path_smplx"].append(rel)
+            row["gt_path_smpl"].append(rel.replace("smplx_gt", "smpl_gt"))
             row["gt_joints_2d"].append(project_points(joints127, K4))
             row["gt_joints_3d"].append(joints127)
             row["gt_verts"].append(p["joints"][15] + rng.normal(0, 0.2, (n_verts, 3)))

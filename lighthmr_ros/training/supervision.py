@@ -10,6 +10,7 @@ camera-frame points = body output + transl), or pelvis-aligned to annotated 3-D 
 
 ``build_person_targets`` runs one small step per kind of annotation on a ``_Draft`` of the targets.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,17 +59,29 @@ def build_person_targets(batch: dict, keep: torch.Tensor, body, device) -> Perso
     _annotated_joints(draft, sel, spec)
     _annotated_vertices(draft, sel, spec)
     _joints_2d(draft, sel, spec)
-    if batch.get("native_body") == spec.name and "native_joints" in batch and batch["native_joints"].shape[1] == spec.num_joints:
+    if (
+        batch.get("native_body") == spec.name
+        and "native_joints" in batch
+        and batch["native_joints"].shape[1] == spec.num_joints
+    ):
         _native_annotation(draft, sel, "native_vertices" in batch, body, device)
     head = spec.head_index
     is_smplx = spec.name == "smplx"
     return PersonTargets(
-        rotmat=draft.rotmat if draft.rot_used else None, rot_mask=draft.rot_mask,
-        shape=draft.shape, shape_mask=draft.shape_mask,
-        expression=draft.expression if (is_smplx and spec.num_expression) else None, expression_mask=sel("has_expression"),
-        joints=draft.joints, joints_mask=draft.joints_mask, joints_2d=draft.joints_2d, joints_2d_mask=draft.joints_2d_mask,
-        vertices=draft.vertices, vertices_mask=draft.vertices_mask,
-        dist=draft.joints[:, head, 2], dist_mask=draft.joints_mask[:, head] & (draft.joints[:, head, 2] > 0),
+        rotmat=draft.rotmat if draft.rot_used else None,
+        rot_mask=draft.rot_mask,
+        shape=draft.shape,
+        shape_mask=draft.shape_mask,
+        expression=draft.expression if (is_smplx and spec.num_expression) else None,
+        expression_mask=sel("has_expression"),
+        joints=draft.joints,
+        joints_mask=draft.joints_mask,
+        joints_2d=draft.joints_2d,
+        joints_2d_mask=draft.joints_2d_mask,
+        vertices=draft.vertices,
+        vertices_mask=draft.vertices_mask,
+        dist=draft.joints[:, head, 2],
+        dist_mask=draft.joints_mask[:, head] & (draft.joints[:, head, 2] > 0),
     )
 
 
@@ -89,16 +102,24 @@ def _pose_and_shape(sel, spec, P: int, device) -> _Draft:
     expr_full = torch.zeros(P, E, device=device)
     expr_full[:, : min(E, expr.shape[1])] = expr[:, :E]
     no = torch.zeros(P, dtype=torch.bool, device=device)
-    return _Draft(rotmat=rotmat, rot_mask=rot_mask, rot_used=bool(pm),
-                  shape=shape_full if is_smplx else None, shape_mask=has_shape.clone() if is_smplx else no.clone(),
-                  expression=expr_full, joints=torch.zeros(P, K, 3, device=device),
-                  joints_mask=torch.zeros(P, K, dtype=torch.bool, device=device),
-                  joints_2d=torch.zeros(P, K, 2, device=device),
-                  joints_2d_mask=torch.zeros(P, K, dtype=torch.bool, device=device), vertices=None, vertices_mask=no)
+    return _Draft(
+        rotmat=rotmat,
+        rot_mask=rot_mask,
+        rot_used=bool(pm),
+        shape=shape_full if is_smplx else None,
+        shape_mask=has_shape.clone() if is_smplx else no.clone(),
+        expression=expr_full,
+        joints=torch.zeros(P, K, 3, device=device),
+        joints_mask=torch.zeros(P, K, dtype=torch.bool, device=device),
+        joints_2d=torch.zeros(P, K, 2, device=device),
+        joints_2d_mask=torch.zeros(P, K, dtype=torch.bool, device=device),
+        vertices=None,
+        vertices_mask=no,
+    )
 
 
 def _smplx_mesh(draft: _Draft, sel, body, device) -> None:
-    """Complete SMPL-X parameters -> the release's mesh (all betas, all 55 rotations), placed in the camera."""
+    """Complete SMPL-X parameters -> the release's mesh (all betas, all 55 rotations), in the camera frame."""
     gt_body = ground_truth_body(body, device)
     if gt_body is None:
         return
@@ -110,8 +131,11 @@ def _smplx_mesh(draft: _Draft, sel, body, device) -> None:
         return
     with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, enabled=False):
         out = gt_body(sel("rotvec")[mesh_ok], sel("shape")[mesh_ok], sel("expression")[mesh_ok])
-        offset = torch.where(has_transl[mesh_ok][:, None], sel("transl")[mesh_ok],
-                             sel("joints_3d")[mesh_ok][:, 0] - out.joints[:, spec.pelvis_index])
+        offset = torch.where(
+            has_transl[mesh_ok][:, None],
+            sel("transl")[mesh_ok],
+            sel("joints_3d")[mesh_ok][:, 0] - out.joints[:, spec.pelvis_index],
+        )
         draft.ensure_vertices(spec.num_vertices)[mesh_ok] = out.vertices + offset[:, None]
         draft.joints[mesh_ok] = out.joints + offset[:, None]
     draft.joints_mask[mesh_ok] = True
@@ -177,9 +201,17 @@ def _native_annotation(draft: _Draft, sel, has_native_vertices: bool, body, devi
     if hv.any():
         vertices[hv] = nverts[hv].float()
     if rebuild.any():
-        shape = draft.shape[rebuild] if draft.shape is not None else torch.zeros(int(rebuild.sum()), S, device=device)
+        shape = (
+            draft.shape[rebuild]
+            if draft.shape is not None
+            else torch.zeros(int(rebuild.sum()), S, device=device)
+        )
         with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, enabled=False):
             out = body(draft.rotmat[rebuild], shape, None)
             pelvis = spec.pelvis_index
-            vertices[rebuild] = out.vertices - out.joints[:, pelvis : pelvis + 1] + sel("native_transl_pelvis")[rebuild][:, None]
+            vertices[rebuild] = (
+                out.vertices
+                - out.joints[:, pelvis : pelvis + 1]
+                + sel("native_transl_pelvis")[rebuild][:, None]
+            )
     draft.vertices_mask = draft.vertices_mask | hv | rebuild

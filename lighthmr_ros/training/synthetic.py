@@ -7,6 +7,7 @@ read by ``load_scene``). Annotations are in Anny's own terms, so persons carry a
 annotated ``center_2d`` (projected head joint). A model with another body model learns only detection
 from these scenes (no joint names in common).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,9 +59,14 @@ class SyntheticDataset(HMRDataset):
                 "transl_pelvis": np.asarray(scene["transl_pelvis"][p], np.float64),
                 "joints": np.asarray(scene["joints"][p], np.float64),
                 "joints_2d": np.asarray(scene["joints_2d"][p], np.float64),
-                "joints_visible": np.asarray(visible[p], bool) if visible is not None else np.ones(len(self.joint_names), bool),
+                "joints_visible": np.asarray(visible[p], bool)
+                if visible is not None
+                else np.ones(len(self.joint_names), bool),
                 "vertices": np.asarray(verts[p], np.float64) if verts is not None else None,
             }
-            persons.append(PersonTarget(center=np.asarray(scene["center_2d"][p], np.float64), body=native["body"],
-                                        native=native))
+            persons.append(
+                PersonTarget(
+                    center=np.asarray(scene["center_2d"][p], np.float64), body=native["body"], native=native
+                )
+            )
         return Sample(image=image, K=K, persons=persons, name=self.items[i].name, dataset="synthetic")

@@ -14,10 +14,12 @@ The network sees a square S x S image: the source is scaled to fit and centred b
 ``lighthmr_ros.preprocess`` (the Predictor's: without augmentation the pixels are identical). Scale,
 shift (crop) and the letterbox are one affine map u' = a u + t applied to the image, the 2-D joints,
 the centres and K (K' = A K): 3-D targets do not change. A distillation teacher gets the same view at
-its own size, warped from the original pixels (``teacher_size``), not the student image upsampled. The horizontal flip mirrors the 3-D world
-(X -> -X), so it swaps left/right joints and rotations, negates the y and z axis-angle components,
-negates 3-D x, and sets cx' = S - 1 - cx, u' = S - 1 - u (fx stays positive).
+its own size, warped from the original pixels (``teacher_size``), not the student image upsampled.
+The horizontal flip mirrors the 3-D world (X -> -X), so it swaps left/right joints and rotations,
+negates the y and z axis-angle components, negates 3-D x, and sets cx' = S - 1 - cx, u' = S - 1 - u
+(fx stays positive).
 """
+
 from __future__ import annotations
 
 import copy
@@ -130,7 +132,7 @@ def letterbox_affine(box: Letterbox) -> np.ndarray:
 
 
 def resize_affine(src_size: int, dst_size: int) -> np.ndarray:
-    """3x3 pixel map of an S x S image resized to D x D (pixel centres at integers: u' = s (u + 0.5) - 0.5)."""
+    """3x3 pixel map of an S x S image resized to D x D (pixel centres at integers: u' = s (u + .5) - .5)."""
     s = dst_size / src_size
     return np.array([[s, 0.0, 0.5 * (s - 1)], [0.0, s, 0.5 * (s - 1)], [0.0, 0.0, 1.0]])
 
@@ -153,10 +155,18 @@ def warp_image(src: np.ndarray, A: np.ndarray, size: int) -> np.ndarray:
         nw, nh = max(1, round(w * zoom)), max(1, round(h * zoom))
         src = cv2.resize(src, (nw, nh), interpolation=cv2.INTER_AREA)
         rx, ry = nw / w, nh / h
-        R = np.array([[rx, 0.0, 0.5 * (rx - 1)], [0.0, ry, 0.5 * (ry - 1)], [0.0, 0.0, 1.0]])  # resize's pixel map
+        R = np.array(
+            [[rx, 0.0, 0.5 * (rx - 1)], [0.0, ry, 0.5 * (ry - 1)], [0.0, 0.0, 1.0]]
+        )  # resize's pixel map
         A_img = (A3 @ np.linalg.inv(R))[:2]
-    return cv2.warpAffine(src, A_img, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return cv2.warpAffine(
+        src,
+        A_img,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
 
 
 def warp_sample(sample: Sample, A: np.ndarray, size: int, image: np.ndarray | None = None) -> Sample:
@@ -205,8 +215,15 @@ def flip_person(p: PersonTarget, size: int) -> PersonTarget:
         j3 = n["joints"][perm] * np.array([-1.0, 1.0, 1.0])
         # Bone frames of a rigged mesh (Anny) need not be mirror-symmetric, so mirrored local rotations
         # are unknown: rotations and vertices are dropped; joints, shape and the pelvis position stay.
-        out.native = {**n, "joints_2d": j2, "joints": j3, "joints_visible": n["joints_visible"][perm],
-                      "transl_pelvis": n["transl_pelvis"] * np.array([-1.0, 1.0, 1.0]), "rotmats": None, "vertices": None}
+        out.native = {
+            **n,
+            "joints_2d": j2,
+            "joints": j3,
+            "joints_visible": n["joints_visible"][perm],
+            "transl_pelvis": n["transl_pelvis"] * np.array([-1.0, 1.0, 1.0]),
+            "rotmats": None,
+            "vertices": None,
+        }
     return out
 
 
@@ -216,8 +233,12 @@ def flip_sample(sample: Sample) -> Sample:
     K = sample.K.copy()
     K[0, 2] = w - 1 - K[0, 2]
     K[0, 1] = -K[0, 1]
-    return replace(sample, image=np.ascontiguousarray(sample.image[:, ::-1]), K=K,
-                   persons=[flip_person(p, w) for p in sample.persons])
+    return replace(
+        sample,
+        image=np.ascontiguousarray(sample.image[:, ::-1]),
+        K=K,
+        persons=[flip_person(p, w) for p in sample.persons],
+    )
 
 
 def jitter_colour(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
@@ -231,8 +252,13 @@ def jitter_colour(image: np.ndarray, amount: float, rng: np.random.Generator) ->
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def prepare_sample(sample: Sample, size: int, augment: AugmentConfig | None = None,
-                   rng: np.random.Generator | None = None, teacher_size: int | None = None) -> Sample:
+def prepare_sample(
+    sample: Sample,
+    size: int,
+    augment: AugmentConfig | None = None,
+    rng: np.random.Generator | None = None,
+    teacher_size: int | None = None,
+) -> Sample:
     """Letterbox to ``size`` x ``size`` with optional random scale/shift/flip/colour.
 
     ``teacher_size``: also the same view at the teacher's size, warped from the original pixels, in
@@ -246,15 +272,20 @@ def prepare_sample(sample: Sample, size: int, augment: AugmentConfig | None = No
         zoom = rng.uniform(*augment.scale)
         c = size / 2.0
         shift = rng.uniform(-augment.shift, augment.shift, size=2) * size
-        Z = np.array([[zoom, 0.0, c - zoom * c + shift[0]], [0.0, zoom, c - zoom * c + shift[1]], [0, 0, 1.0]])
+        Z = np.array(
+            [[zoom, 0.0, c - zoom * c + shift[0]], [0.0, zoom, c - zoom * c + shift[1]], [0, 0, 1.0]]
+        )
         A = (Z @ np.vstack([A, [0, 0, 1.0]]))[:2]
         do_flip = rng.uniform() < augment.flip
     out = warp_sample(sample, A, size, image=None if augmented else square)
     teacher = None
     if teacher_size:
         A_t = (resize_affine(size, teacher_size) @ np.vstack([A, [0, 0, 1.0]]))[:2]
-        teacher = Sample(image=warp_image(sample.image, A_t, teacher_size), K=np.vstack([A_t, [0, 0, 1.0]]) @ sample.K,
-                         persons=[])
+        teacher = Sample(
+            image=warp_image(sample.image, A_t, teacher_size),
+            K=np.vstack([A_t, [0, 0, 1.0]]) @ sample.K,
+            persons=[],
+        )
     if do_flip:
         out = flip_sample(out)
         teacher = flip_sample(teacher) if teacher is not None else None
@@ -292,7 +323,7 @@ def _stack(values: list[np.ndarray | None], shape: tuple[int, ...]) -> tuple[tor
         if v is None:
             continue
         v = np.asarray(v, np.float32)
-        sl = tuple(slice(0, min(a, b)) for a, b in zip(v.shape, shape))
+        sl = tuple(slice(0, min(a, b)) for a, b in zip(v.shape, shape, strict=False))
         out[(i, *sl)] = v[sl]
         valid[i] = True
     return torch.from_numpy(out), torch.from_numpy(valid)
@@ -325,23 +356,32 @@ def collate(samples: list[Sample], size: int, select: bool = True) -> dict:
     }
     if samples and all("teacher_image" in s.extras for s in samples):
         batch["teacher_images"] = torch.stack([normalise_image(s.extras["teacher_image"]) for s in samples])
-        batch["teacher_K"] = torch.from_numpy(np.stack([s.extras["teacher_K"] for s in samples]).astype(np.float32))
+        batch["teacher_K"] = torch.from_numpy(
+            np.stack([s.extras["teacher_K"] for s in samples]).astype(np.float32)
+        )
     batch["rotvec"], batch["has_rotvec"] = _stack([p.rotvec for p in persons], (NUM_SMPLX_POSE_JOINTS, 3))
-    rot_valid = [p.rot_valid if p.rot_valid is not None else (np.ones(55, bool) if p.rotvec is not None else None)
-                 for p in persons]
+    rot_valid = [
+        p.rot_valid if p.rot_valid is not None else (np.ones(55, bool) if p.rotvec is not None else None)
+        for p in persons
+    ]
     batch["rot_valid"] = _stack(rot_valid, (NUM_SMPLX_POSE_JOINTS,))[0] > 0.5
     batch["shape"], batch["has_shape"] = _stack([p.shape for p in persons], (ns,))
     batch["expression"], batch["has_expression"] = _stack([p.expression for p in persons], (ne,))
     batch["transl"], batch["has_transl"] = _stack([p.transl for p in persons], (3,))
     batch["joints_3d"], batch["has_joints_3d"] = _stack([p.joints_3d for p in persons], (kj, 3))
     batch["joints_2d"], _ = _stack([p.joints_2d for p in persons], (kj, 2))
-    j2v = [(p.joints_2d_valid if p.joints_2d_valid is not None else np.ones(len(p.joints_2d), bool))
-           if p.joints_2d is not None else None for p in persons]
+    j2v = [
+        (p.joints_2d_valid if p.joints_2d_valid is not None else np.ones(len(p.joints_2d), bool))
+        if p.joints_2d is not None
+        else None
+        for p in persons
+    ]
     batch["joints_2d_valid"] = _stack(j2v, (kj,))[0] > 0.5
     nv = max([len(p.vertices) for p in persons if p.vertices is not None] or [1])
     batch["vertices"], batch["has_vertices"] = _stack([p.vertices for p in persons], (nv, 3))
-    batch["num_vertices"] = torch.tensor([len(p.vertices) if p.vertices is not None else 0 for p in persons],
-                                         dtype=torch.long)
+    batch["num_vertices"] = torch.tensor(
+        [len(p.vertices) if p.vertices is not None else 0 for p in persons], dtype=torch.long
+    )
     native = [p.native for p in persons]
     first = next((n for n in native if n is not None), None)
     batch["native_body"] = first["body"] if first is not None else None
@@ -349,20 +389,32 @@ def collate(samples: list[Sample], size: int, select: bool = True) -> dict:
         nj, nk = len(first["pose_joint_names"]), len(first["joints"])
         same = [n if n is not None and n["body"] == first["body"] else None for n in native]
         batch["native_rotmats"], batch["has_native_rotmats"] = _stack(
-            [n["rotmats"] if n is not None else None for n in same], first["rotmats"].shape if first["rotmats"] is not None
-            else (nj, 3, 3))
-        batch["native_shape"], batch["has_native"] = _stack([n["shape"] if n is not None else None for n in same],
-                                                            first["shape"].shape)
-        batch["native_transl_pelvis"], _ = _stack([n["transl_pelvis"] if n is not None else None for n in same], (3,))
+            [n["rotmats"] if n is not None else None for n in same],
+            first["rotmats"].shape if first["rotmats"] is not None else (nj, 3, 3),
+        )
+        batch["native_shape"], batch["has_native"] = _stack(
+            [n["shape"] if n is not None else None for n in same], first["shape"].shape
+        )
+        batch["native_transl_pelvis"], _ = _stack(
+            [n["transl_pelvis"] if n is not None else None for n in same], (3,)
+        )
         batch["native_joints"], _ = _stack([n["joints"] if n is not None else None for n in same], (nk, 3))
-        batch["native_joints_2d"], _ = _stack([n["joints_2d"] if n is not None else None for n in same], (nk, 2))
-        batch["native_joints_visible"] = _stack([n["joints_visible"] if n is not None else None for n in same], (nk,))[0] > 0.5
+        batch["native_joints_2d"], _ = _stack(
+            [n["joints_2d"] if n is not None else None for n in same], (nk, 2)
+        )
+        batch["native_joints_visible"] = (
+            _stack([n["joints_visible"] if n is not None else None for n in same], (nk,))[0] > 0.5
+        )
         nv = [n["vertices"] if n is not None else None for n in same]
         first_v = next((v for v in nv if v is not None), None)
         if first_v is not None:
             batch["native_vertices"], batch["has_native_vertices"] = _stack(nv, first_v.shape)
-    batch["joints_3d_valid"] = batch["has_joints_3d"][:, None] & (torch.arange(kj)[None] < torch.tensor(
-        [len(p.joints_3d) if p.joints_3d is not None else 0 for p in persons], dtype=torch.long)[:, None])
+    batch["joints_3d_valid"] = batch["has_joints_3d"][:, None] & (
+        torch.arange(kj)[None]
+        < torch.tensor(
+            [len(p.joints_3d) if p.joints_3d is not None else 0 for p in persons], dtype=torch.long
+        )[:, None]
+    )
     return batch
 
 
@@ -374,8 +426,14 @@ def token_cells(center: torch.Tensor, grid: tuple[int, int], size: int) -> torch
     return row * w + col
 
 
-def token_locations(center: torch.Tensor, batch_index: torch.Tensor, batch_size: int, grid: tuple[int, int],
-                    size: int, valid: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+def token_locations(
+    center: torch.Tensor,
+    batch_index: torch.Tensor,
+    batch_size: int,
+    grid: tuple[int, int],
+    size: int,
+    valid: torch.Tensor | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Token index of each person's centre on an h x w grid over an S x S image.
 
     Returns (per-image LongTensors of token indices as ``forward_train`` wants them, a keep mask over
@@ -389,20 +447,28 @@ def token_locations(center: torch.Tensor, batch_index: torch.Tensor, batch_size:
     col, row = token % w, token // w
     keep = torch.ones(len(center), dtype=torch.bool) if valid is None else valid.clone().bool()
     seen: set[tuple[int, int]] = set()
-    for i, (b, t) in enumerate(zip(batch_index.tolist(), token.tolist())):
+    for i, (b, t) in enumerate(zip(batch_index.tolist(), token.tolist(), strict=False)):
         if not keep[i]:
             continue
         if (b, t) in seen:
             keep[i] = False
         seen.add((b, t))
     locations = [token[keep & (batch_index == b)] for b in range(batch_size)]
-    offset = torch.stack([center[:, 0] / stride_x - (col + 0.5), center[:, 1] / stride_y - (row + 0.5)], dim=-1)
+    offset = torch.stack(
+        [center[:, 0] / stride_x - (col + 0.5), center[:, 1] / stride_y - (row + 0.5)], dim=-1
+    )
     return locations, keep, offset
 
 
-def ignored_cells(center: torch.Tensor, batch_index: torch.Tensor, valid: torch.Tensor, batch_size: int,
-                  grid: tuple[int, int], size: int) -> torch.Tensor:
-    """(B, h*w) bool: the cells of persons the protocol ignores (``valid`` False), minus cells valid persons hold."""
+def ignored_cells(
+    center: torch.Tensor,
+    batch_index: torch.Tensor,
+    valid: torch.Tensor,
+    batch_size: int,
+    grid: tuple[int, int],
+    size: int,
+) -> torch.Tensor:
+    """(B, h*w) bool: cells of persons the protocol ignores (``valid`` False) that no valid person holds."""
     mask = torch.zeros(batch_size, grid[0] * grid[1], dtype=torch.bool)
     cells = token_cells(center, grid, size)
     mask[batch_index[~valid], cells[~valid]] = True

@@ -22,6 +22,7 @@ How the SMPL ground truth is used with an SMPL-X network:
     protocol of the published tables (pw3d_protocol.py); with this file alone, MPJPE / PA-MPJPE on the
     22 shared joints, labelled as not comparable. The raw SMPL parameters are kept in ``Sample.extras``.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -32,8 +33,14 @@ import numpy as np
 
 from lighthmr_ros.errors import DatasetError
 from lighthmr_ros.training.datasets import HMRDataset, read_rgb
-from lighthmr_ros.training.targets import (HEAD_JOINT, NUM_BODY_JOINTS, NUM_SMPLX_POSE_JOINTS, PersonTarget, Sample,
-                                           project_points)
+from lighthmr_ros.training.targets import (
+    HEAD_JOINT,
+    NUM_BODY_JOINTS,
+    NUM_SMPLX_POSE_JOINTS,
+    PersonTarget,
+    Sample,
+    project_points,
+)
 
 PKL_KEYS = ("poses", "betas", "trans", "jointPositions", "cam_poses", "campose_valid", "cam_intrinsics")
 
@@ -44,7 +51,9 @@ def load_sequence(path: Path) -> dict:
         with open(path, "rb") as f:
             seq = pickle.load(f, encoding="latin1")
     except Exception as exc:
-        raise DatasetError(f"cannot read 3DPW sequence file {path} ({exc}): re-extract sequenceFiles.zip.") from exc
+        raise DatasetError(
+            f"cannot read 3DPW sequence file {path} ({exc}): re-extract sequenceFiles.zip."
+        ) from exc
     missing = [k for k in PKL_KEYS if k not in seq]
     if missing:
         raise DatasetError(f"{path} lacks 3DPW keys {missing}: is it a 3DPW sequenceFiles pickle?")
@@ -61,7 +70,9 @@ class ThreeDPWDataset(HMRDataset):
         split = {"val": "validation"}.get(split, split)
         seq_dir = self.root / "sequenceFiles" / split
         if not seq_dir.is_dir():
-            raise DatasetError(f"3DPW sequence files not found at {seq_dir}: unzip sequenceFiles.zip into {self.root}.")
+            raise DatasetError(
+                f"3DPW sequence files not found at {seq_dir}: unzip sequenceFiles.zip into {self.root}."
+            )
         self._seqs: dict[str, dict] = {}
         for path in sorted(seq_dir.glob("*.pkl")):
             name = path.stem
@@ -97,13 +108,32 @@ class ThreeDPWDataset(HMRDataset):
             rot_valid = np.zeros(NUM_SMPLX_POSE_JOINTS, bool)
             rot_valid[:NUM_BODY_JOINTS] = True
             gender = str(seq["genders"][a]) if "genders" in seq else "neutral"
-            persons.append(PersonTarget(
-                center=joints_2d[HEAD_JOINT].copy(), joints_2d=joints_2d,
-                joints_2d_valid=joints_cam[:, 2] > 0, joints_3d=joints_cam, rotvec=rotvec, rot_valid=rot_valid,
-                gender={"m": "male", "f": "female"}.get(gender, gender), body="smpl",
-            ))
-            smpl.append({"poses_world": pose.reshape(72), "betas": np.asarray(seq["betas"][a], np.float64).reshape(-1)[:10],
-                         "trans_world": np.asarray(seq["trans"][a][k], np.float64).reshape(3), "cam_pose": cam,
-                         "gender": persons[-1].gender})
-        return Sample(image=image, K=K, persons=persons, name=f"{name}/image_{k:05d}.jpg", dataset="3dpw",
-                      extras={"smpl": smpl})
+            persons.append(
+                PersonTarget(
+                    center=joints_2d[HEAD_JOINT].copy(),
+                    joints_2d=joints_2d,
+                    joints_2d_valid=joints_cam[:, 2] > 0,
+                    joints_3d=joints_cam,
+                    rotvec=rotvec,
+                    rot_valid=rot_valid,
+                    gender={"m": "male", "f": "female"}.get(gender, gender),
+                    body="smpl",
+                )
+            )
+            smpl.append(
+                {
+                    "poses_world": pose.reshape(72),
+                    "betas": np.asarray(seq["betas"][a], np.float64).reshape(-1)[:10],
+                    "trans_world": np.asarray(seq["trans"][a][k], np.float64).reshape(3),
+                    "cam_pose": cam,
+                    "gender": persons[-1].gender,
+                }
+            )
+        return Sample(
+            image=image,
+            K=K,
+            persons=persons,
+            name=f"{name}/image_{k:05d}.jpg",
+            dataset="3dpw",
+            extras={"smpl": smpl},
+        )

@@ -14,6 +14,7 @@ scheduler, AMP scaler, step, epoch, position in the epoch and the torch RNG stat
 a function of (seed, epoch) and augmentation of (seed, epoch, item), so a resumed run continues the
 same schedule: the same batches and the same learning rate at the same step.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,7 +41,18 @@ from lighthmr_ros.training.supervision import build_person_targets
 from lighthmr_ros.training.targets import AugmentConfig, ignored_cells, token_locations
 
 log = logging.getLogger(__name__)
-PERSON_KEYS = ("pred_cam", "dist", "rotmat", "shape", "expression", "vertices", "joints", "joints_2d", "transl", "loc")
+PERSON_KEYS = (
+    "pred_cam",
+    "dist",
+    "rotmat",
+    "shape",
+    "expression",
+    "vertices",
+    "joints",
+    "joints_2d",
+    "transl",
+    "loc",
+)
 
 
 # ---------------------------------------------------------------------------------- distributed
@@ -70,7 +82,9 @@ def pick_device(name: str, info: DistInfo) -> torch.device:
     the CPU); under DDP each process takes the CUDA device of its LOCAL_RANK."""
     device = resolve_device(name, fallback=False)
     if device.type == "cuda":
-        device = torch.device("cuda", info.local_rank if info.world > 1 or device.index is None else device.index)
+        device = torch.device(
+            "cuda", info.local_rank if info.world > 1 or device.index is None else device.index
+        )
         torch.cuda.set_device(device)
     return device
 
@@ -79,7 +93,14 @@ class EpochSampler(Sampler):
     """Shuffled permutation of (seed, epoch), padded to split evenly across ranks, from a start batch."""
 
     def __init__(self, n: int, batch_size: int, rank: int, world: int, seed: int, shuffle: bool = True):
-        self.n, self.batch_size, self.rank, self.world, self.seed, self.shuffle = n, batch_size, rank, world, seed, shuffle
+        self.n, self.batch_size, self.rank, self.world, self.seed, self.shuffle = (
+            n,
+            batch_size,
+            rank,
+            world,
+            seed,
+            shuffle,
+        )
         self.epoch = 0
         self.start_batch = 0
 
@@ -124,7 +145,11 @@ class TrainModule(nn.Module):
 
 
 def freeze_parts(model: nn.Module, parts: list[str]) -> None:
-    groups = {"encoder": ["backbone"], "decoder": ["x_attention_head"], "heads": ["mlp_classif", "mlp_offset"]}
+    groups = {
+        "encoder": ["backbone"],
+        "decoder": ["x_attention_head"],
+        "heads": ["mlp_classif", "mlp_offset"],
+    }
     for part in parts:
         for attr in groups[part]:
             module = getattr(model, attr, None)
@@ -166,23 +191,42 @@ def build_model(cfg: TrainConfig):
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
         bad = [k for k in missing + unexpected if not k.startswith(model.body_prefixes)]
         if bad:
-            raise CheckpointError(f"{m.init_checkpoint} does not fit model {m.name} (e.g. {bad[0]}); "
-                                  "use a checkpoint of the same architecture as model.init_checkpoint")
+            raise CheckpointError(
+                f"{m.init_checkpoint} does not fit model {m.name} (e.g. {bad[0]}); "
+                "use a checkpoint of the same architecture as model.init_checkpoint"
+            )
     return model
 
 
-def build_loader(cfg: TrainConfig, size: int, info: DistInfo, sources=None, augment=True, pin_memory: bool = False,
-                 teacher_size: int | None = None):
+def build_loader(
+    cfg: TrainConfig,
+    size: int,
+    info: DistInfo,
+    sources=None,
+    augment=True,
+    pin_memory: bool = False,
+    teacher_size: int | None = None,
+):
     readers = []
     for src in sources if sources is not None else cfg.data.train:
-        readers.append(create_dataset(src.dataset, src.root, split=src.split, subsample=src.subsample, **src.options))
+        readers.append(
+            create_dataset(src.dataset, src.root, split=src.split, subsample=src.subsample, **src.options)
+        )
     reader = readers[0] if len(readers) == 1 else ConcatReaders(readers)
     aug = cfg.data.augment if augment else AugmentConfig(enabled=False)
     ds = TrainingDataset(reader, size, aug, seed=cfg.run.seed, teacher_size=teacher_size)
     sampler = EpochSampler(len(ds), cfg.data.batch_size, info.rank, info.world, cfg.run.seed, shuffle=augment)
-    loader = DataLoader(ds, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-                        collate_fn=make_collate(size), persistent_workers=False, drop_last=False, pin_memory=pin_memory,
-                        generator=torch.Generator())  # own generator: iterating never draws from the global RNG
+    loader = DataLoader(
+        ds,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        collate_fn=make_collate(size),
+        persistent_workers=False,
+        drop_last=False,
+        pin_memory=pin_memory,
+        generator=torch.Generator(),
+    )  # own generator: iterating never draws from the global RNG
     return ds, sampler, loader
 
 
@@ -210,14 +254,18 @@ def load_training_state(path: Path, module: TrainModule, optimizer, scheduler, s
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot resume from {path} ({type(exc).__name__}: {exc}); delete it or set run.resume: false") from exc
+        raise CheckpointError(
+            f"cannot resume from {path} ({type(exc).__name__}: {exc}); delete it or set run.resume: false"
+        ) from exc
     if payload.get("format") != "lighthmr_ros.train_state":
         raise CheckpointError(f"{path} is not a lighthmr training state; delete it or set run.resume: false")
     missing, unexpected = module.load_state_dict(payload["weights"], strict=False)
     prefixes = tuple(f"model.{p}" for p in module.model.body_prefixes)
     bad = [k for k in missing if not k.startswith(prefixes)] + list(unexpected)
     if bad:
-        raise CheckpointError(f"{path} does not fit this model/config (e.g. {bad[0]}); use a new run.output_dir")
+        raise CheckpointError(
+            f"{path} does not fit this model/config (e.g. {bad[0]}); use a new run.output_dir"
+        )
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     if scaler is not None and payload.get("scaler"):
@@ -274,7 +322,9 @@ class MetricLog:
 
 
 # ---------------------------------------------------------------------------------- one step
-def compute_step_losses(module, model, distiller, batch, cfg: TrainConfig, size: int, device, amp_ctx) -> tuple[torch.Tensor, dict]:
+def compute_step_losses(
+    module, model, distiller, batch, cfg: TrainConfig, size: int, device, amp_ctx
+) -> tuple[torch.Tensor, dict]:
     """Forward pass and every loss term for one collated batch."""
     images, K = batch["images"].to(device, non_blocking=True), batch["K"].to(device)
     B = images.shape[0]
@@ -285,13 +335,24 @@ def compute_step_losses(module, model, distiller, batch, cfg: TrainConfig, size:
     ignore = ignored_cells(center, bidx, valid, B, grid, size) if not bool(valid.all()) else None
     extra, teacher = None, None
     if distiller is not None:  # one teacher pass: its targets and its extra (pseudo-label) cells
-        teacher, extra = distiller.teach(batch, center[keep].to(device), bidx[keep].to(device), grid, size, locations)
+        teacher, extra = distiller.teach(
+            batch, center[keep].to(device), bidx[keep].to(device), grid, size, locations
+        )
     locs = [torch.cat([locations[b], extra[b]]) if extra is not None else locations[b] for b in range(B)]
     with amp_ctx():
         out = module(images, K, [loc.to(device) for loc in locs])
     # rows of GT persons among the decoded ones (per image: GT first, then teacher-only cells)
-    is_gt = torch.cat([torch.cat([torch.ones(len(locations[b]), dtype=torch.bool),
-                                  torch.zeros(len(locs[b]) - len(locations[b]), dtype=torch.bool)]) for b in range(B)])
+    is_gt = torch.cat(
+        [
+            torch.cat(
+                [
+                    torch.ones(len(locations[b]), dtype=torch.bool),
+                    torch.zeros(len(locs[b]) - len(locations[b]), dtype=torch.bool),
+                ]
+            )
+            for b in range(B)
+        ]
+    )
     is_gt = is_gt.to(device)
     gt_out = {k: out[k][is_gt] for k in PERSON_KEYS if k in out}
     w = cfg.loss
@@ -300,7 +361,9 @@ def compute_step_losses(module, model, distiller, batch, cfg: TrainConfig, size:
     losses = detection_losses(out, cells, kept_b, offset_t[keep].to(device), w, ignore)
     if int(keep.sum()):
         targets = build_person_targets(batch, keep, model.body, device)
-        losses.update(person_losses(gt_out, targets, model.body.spec.pelvis_index, model.body.spec.head_index, size, w))
+        losses.update(
+            person_losses(gt_out, targets, model.body.spec.pelvis_index, model.body.spec.head_index, size, w)
+        )
     total = weighted_total(losses, w)
     if distiller is not None:
         kd = distiller.losses(out, teacher, model.body.spec.pelvis_index, size, w)
@@ -314,9 +377,14 @@ def compute_step_losses(module, model, distiller, batch, cfg: TrainConfig, size:
 def train(cfg: TrainConfig, distill: bool = False) -> dict:
     """Run (or resume) a training stage; returns a summary (steps, last losses, paths)."""
     if distill and cfg.teacher is None:
-        raise ConfigError("lighthmr distill needs a 'teacher' section (checkpoint, image_size, gt_weight, teacher_weight)")
-    info = DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
-                    int(os.environ.get("LOCAL_RANK", "0")))
+        raise ConfigError(
+            "lighthmr distill needs a 'teacher' section (checkpoint, image_size, gt_weight, teacher_weight)"
+        )
+    info = DistInfo(
+        int(os.environ.get("RANK", "0")),
+        int(os.environ.get("WORLD_SIZE", "1")),
+        int(os.environ.get("LOCAL_RANK", "0")),
+    )
     device = pick_device(cfg.run.device, info)
     with torch_threads(cfg.run.threads if cfg.run.threads > 0 else torch.get_num_threads()):
         return _train(cfg, info, device)
@@ -339,12 +407,21 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
     module.train()
     ddp = module
     if info.world > 1:
-        ddp = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
-                                                  find_unused_parameters=True)
+        ddp = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
     enc = [p for n, p in module.named_parameters() if p.requires_grad and n.startswith("model.backbone.")]
-    rest = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("model.backbone.")]
-    groups = [g for g in ({"params": enc, "lr": cfg.optim.lr * cfg.optim.encoder_lr_scale},
-                          {"params": rest, "lr": cfg.optim.lr}) if g["params"]]
+    rest = [
+        p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("model.backbone.")
+    ]
+    groups = [
+        g
+        for g in (
+            {"params": enc, "lr": cfg.optim.lr * cfg.optim.encoder_lr_scale},
+            {"params": rest, "lr": cfg.optim.lr},
+        )
+        if g["params"]
+    ]
     if not groups:
         raise ConfigError("every parameter is frozen (run.freeze); nothing to train")
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -356,8 +433,13 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
     def amp_ctx():
         return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
 
-    ds, sampler, loader = build_loader(cfg, size, info, pin_memory=device.type == "cuda",
-                                       teacher_size=distiller.image_size if distiller is not None else None)
+    ds, sampler, loader = build_loader(
+        cfg,
+        size,
+        info,
+        pin_memory=device.type == "cuda",
+        teacher_size=distiller.image_size if distiller is not None else None,
+    )
     if distiller is not None:
         distiller.check_cache(len(ds), (model.config.grid, model.config.grid), cfg.data.augment_per_epoch)
     step = epoch = batch_in_epoch = 0
@@ -385,13 +467,23 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
     def checkpoint(final: bool = False):
         if not info.main:
             return
-        save_training_state(last, module, optimizer, scheduler, scaler,
-                            {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "config": cfg.to_dict()})
+        save_training_state(
+            last,
+            module,
+            optimizer,
+            scheduler,
+            scaler,
+            {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "config": cfg.to_dict()},
+        )
         from lighthmr_ros.model.checkpoint import save_checkpoint
 
-        prov = {"stage": cfg.name, "step": step, "max_steps": cfg.run.max_steps,
-                "datasets": [dataclasses.asdict(s) for s in cfg.data.train],
-                "teacher": dataclasses.asdict(cfg.teacher) if cfg.teacher else None}
+        prov = {
+            "stage": cfg.name,
+            "step": step,
+            "max_steps": cfg.run.max_steps,
+            "datasets": [dataclasses.asdict(s) for s in cfg.data.train],
+            "teacher": dataclasses.asdict(cfg.teacher) if cfg.teacher else None,
+        }
         save_checkpoint(out_dir / "model.pt", model, prov)
 
     while step < stop:
@@ -407,7 +499,11 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
                 total.backward()
             grad_norm = None
             if cfg.optim.grad_clip > 0:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.optim.grad_clip))
+                grad_norm = float(
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in groups for p in g["params"]], cfg.optim.grad_clip
+                    )
+                )
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
@@ -430,7 +526,9 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
             if cfg.run.val_every and step % cfg.run.val_every == 0 and cfg.data.val:
                 metrics = validate(cfg, model, size, device, info)  # every rank: its shard, then a sum
                 if info.main:
-                    metric_log.write(step, {f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+                    metric_log.write(
+                        step, {f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+                    )
                 module.train()
             if step % max(1, cfg.run.ckpt_every) == 0 or step == stop:
                 checkpoint()
@@ -447,8 +545,13 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
     if info.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    summary = {"step": step, "max_steps": cfg.run.max_steps, "losses": last_losses,
-               "checkpoint": str(out_dir / "model.pt"), "state": str(last)}
+    summary = {
+        "step": step,
+        "max_steps": cfg.run.max_steps,
+        "losses": last_losses,
+        "checkpoint": str(out_dir / "model.pt"),
+        "state": str(last),
+    }
     if distiller is not None and distiller.cache is not None:
         summary["teacher_cache"] = {"hits": distiller.cache.hits, "misses": distiller.cache.misses}
     return summary
@@ -473,8 +576,17 @@ def validate(cfg: TrainConfig, model, size: int, device, info: DistInfo | None =
 
     results = {}
     for src in cfg.data.val:
-        reader = create_dataset(src.dataset, src.root, split=src.split, subsample=src.subsample, **src.options)
-        res = evaluate_model(model.eval(), reader, size=size, device=device, progress=False,
-                             indices=range(info.rank, len(reader), info.world), reduce=all_reduce)
+        reader = create_dataset(
+            src.dataset, src.root, split=src.split, subsample=src.subsample, **src.options
+        )
+        res = evaluate_model(
+            model.eval(),
+            reader,
+            size=size,
+            device=device,
+            progress=False,
+            indices=range(info.rank, len(reader), info.world),
+            reduce=all_reduce,
+        )
         results.update({f"{src.dataset}_{k}": v for k, v in res.items()})
     return results
