@@ -30,7 +30,8 @@ def test_rasterize_coverage_depth_order_and_barycentrics():
     assert covered.sum().item() == 80 * 60  # the square covers exactly its 80 x 60 pixel centres
     near = frags.face == 2
     assert abs(near.sum().item() - 0.5 * 30 * 30) < 30  # the near triangle wins where they overlap
-    assert torch.allclose(frags.depth[near], torch.tensor(2.0)) and torch.allclose(frags.depth[covered & ~near], torch.tensor(5.0))
+    assert torch.allclose(frags.depth[near], torch.tensor(2.0))
+    assert torch.allclose(frags.depth[covered & ~near], torch.tensor(5.0))
     torch.testing.assert_close(frags.bary[covered].sum(1), torch.ones(int(covered.sum())))
     # barycentrics reproduce the pixel centre for the screen-aligned (constant depth) triangle
     ys, xs = torch.nonzero(near, as_tuple=True)
@@ -127,12 +128,13 @@ def test_scene_files_and_annotations(scene_dir, anny_body):
         assert (s["visible_fraction"] >= 0.2).all()
         # the body model at the stored parameters, moved to the pelvis translation, gives the stored joints
         body = anny_body(torch.tensor(s["rotmats"]), torch.tensor(s["shape"]))
-        joints = body.joints - body.joints[:, spec.pelvis_index : spec.pelvis_index + 1] + torch.tensor(s["transl_pelvis"])[:, None]
+        pelvis = body.joints[:, spec.pelvis_index : spec.pelvis_index + 1]
+        joints = body.joints - pelvis + torch.tensor(s["transl_pelvis"])[:, None]
         torch.testing.assert_close(joints, torch.tensor(s["joints"]), atol=1e-4, rtol=0)
         torch.testing.assert_close(torch.tensor(s["transl"]), torch.tensor(s["joints"][:, spec.head_index]))
         # 2D joints are projections with K; the detection centres lie in the image
-        torch.testing.assert_close(project(torch.tensor(s["joints"]), torch.tensor(s["K"])), torch.tensor(s["joints_2d"]),
-                                   atol=1e-3, rtol=0)
+        torch.testing.assert_close(project(torch.tensor(s["joints"]), torch.tensor(s["K"])),
+                                   torch.tensor(s["joints_2d"]), atol=1e-3, rtol=0)
         c = s["center_2d"]
         assert ((c >= 0) & (c < [192, 160])).all()
         # the camera looks at people in front of it, upright in the image (head above pelvis: smaller v)
@@ -230,8 +232,8 @@ def test_synth_command(tmp_path, capsys):
     from lighthmr_ros.cli import main
 
     out = tmp_path / "scenes"
-    assert main(["synth", "--out", str(out), "--n", "2", "--seed", "3", "--size", "96", "80", "--max-people", "2",
-                 "--quiet"]) == 0
+    assert main(["synth", "--out", str(out), "--n", "2", "--seed", "3", "--size", "96", "80",
+                 "--max-people", "2", "--quiet"]) == 0
     assert "wrote 2 scenes" in capsys.readouterr().out
     assert len(list_scenes(out)) == 2 and read_meta(out)["seed"] == 3
     first = load_scene(list_scenes(out)[0])
@@ -261,4 +263,5 @@ def test_scene_without_people_is_valid(tmp_path, anny_body):
     write_meta(tmp_path, gen.meta(0, 1))
     scene = load_scene(write_scene(tmp_path, 0, rendered.image, rendered.mask, rendered.annotation))
     assert scene["depth_path"] is None  # written without a depth map (as folders made before depth maps)
-    assert scene["rotmats"].shape == (0, 36, 3, 3) and scene["joints_2d"].shape == (0, 104, 2) and scene["style"] == []
+    assert scene["rotmats"].shape == (0, 36, 3, 3) and scene["joints_2d"].shape == (0, 104, 2)
+    assert scene["style"] == []

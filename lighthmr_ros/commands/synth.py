@@ -9,9 +9,11 @@ log = logging.getLogger(__name__)
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Render N random scenes of 1-6 Anny people (children to elders, poses within joint limits, occlusions, "
+        "Render N random scenes of 1-6 Anny people (children to elders, poses within joint limits, "
+        "occlusions, "
         "random camera and lighting, backgrounds from photos shipped in installed packages) on the CPU, with "
-        "annotations that `--dataset synthetic` reads (format: lighthmr_ros/synth/format.py). "
+        "annotations that `--dataset synthetic` reads and the true depth map of each scene (16-bit "
+        "millimetres, like an RGB-D camera's aligned depth; format: lighthmr_ros/synth/format.py). "
         "A scene depends only on (seed, index): the same seed gives the same files."
     )
     parser.add_argument("--out", required=True, help="output folder (created; scenes are added or replaced)")
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if not 1.0 <= args.fov[0] <= args.fov[1] < 170.0:
         raise ConfigError("--fov takes MIN MAX degrees with 1 <= MIN <= MAX < 170.")
     config = SynthConfig(width=width, height=height, min_people=args.min_people, max_people=args.max_people,
-                         fov_deg=tuple(args.fov), min_visible=args.min_visible, with_vertices=args.with_vertices)
+                         fov_deg=tuple(args.fov), min_visible=args.min_visible,
+                         with_vertices=args.with_vertices)
     report = generate_scenes(args.out, args.n, seed=args.seed, config=config, progress=not args.quiet,
                              start=args.start, workers=args.workers)
     print(f"wrote {report['scenes']} scenes ({report['people']} people) to {report['folder']}: "

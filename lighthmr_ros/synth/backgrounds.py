@@ -26,7 +26,8 @@ SKIMAGE_FILES = (
     "motorcycle_right.png", "hubble_deep_field.jpg", "color.png", "chessboard_RGB.png", "coins.png",
     "moon.png", "page.png", "text.png", "clock_motion.png", "retina.jpg", "ihc.png", "cell.png",
 )
-FLOOR_FILES = ("brick.png", "grass.png", "gravel.png", "coins.png", "moon.png", "chessboard_RGB.png", "page.png")
+FLOOR_FILES = ("brick.png", "grass.png", "gravel.png", "coins.png", "moon.png", "chessboard_RGB.png",
+               "page.png")
 MATPLOTLIB_FILES = ("Minduka_Present_Blue_Pack.png",)
 
 
@@ -54,7 +55,8 @@ def load_textures() -> dict[str, np.ndarray]:
             if path.is_file():
                 found[name] = np.asarray(Image.open(path).convert("RGB"))
     if not found:
-        log.warning("no sample images found (install scikit-image and matplotlib): procedural backgrounds only")
+        log.warning("no sample images found (install scikit-image and matplotlib): "
+                    "procedural backgrounds only")
     return found
 
 
@@ -134,15 +136,17 @@ def room_background(rng: np.random.Generator, width: int, height: int, K: np.nda
     wall_w = rng.uniform(3.0, 8.0)
     wall_dist = cam_center[2] + rng.uniform(6.0, 16.0)
     v, u = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-    rays_c = torch.stack([u, v, torch.ones_like(u)], -1) @ torch.tensor(np.linalg.inv(K), dtype=torch.float32).T
-    rays = rays_c @ torch.tensor(R_wc, dtype=torch.float32)  # camera -> world: R_wc^T d, written as row vectors
+    K_inv = torch.tensor(np.linalg.inv(K), dtype=torch.float32)
+    rays_c = torch.stack([u, v, torch.ones_like(u)], -1) @ K_inv.T
+    rays = rays_c @ torch.tensor(R_wc, dtype=torch.float32)  # camera -> world: R_wc^T d, as row vectors
     c = torch.tensor(cam_center, dtype=torch.float32)
     big = torch.full_like(u, 1e9)
     t_floor = torch.where(rays[..., 1] < -1e-6, -c[1] / rays[..., 1].clamp(max=-1e-6), big)
     t_wall = torch.where(rays[..., 2] > 1e-6, (wall_dist - c[2]) / rays[..., 2].clamp(min=1e-6), big)
     hit = c + rays * torch.minimum(t_floor, t_wall)[..., None]
     floor_rgb = _sample_tiled(floor, hit[..., 0] / floor_tile, hit[..., 2] / floor_tile)
-    wall_rgb = _sample_tiled(wall, hit[..., 0] / wall_w + 0.5, -hit[..., 1] / (wall_w * wall.shape[-2] / wall.shape[-1]))
+    wall_h = wall_w * wall.shape[-2] / wall.shape[-1]
+    wall_rgb = _sample_tiled(wall, hit[..., 0] / wall_w + 0.5, -hit[..., 1] / wall_h)
     sky = torch.tensor(rng.uniform(0.5, 0.95, 3)).float().expand(height, width, 3)
     out = torch.where((t_floor <= t_wall)[..., None], floor_rgb, wall_rgb)
     out = torch.where((torch.minimum(t_floor, t_wall) >= 1e9)[..., None], sky, out)

@@ -47,9 +47,9 @@ A scene folder holds ``meta.json`` and, per scene i, four files named by the 6-d
   ===================  ================  =====================================================
 
 ``meta.json``: format name and version, body model, pose joint names, joint names and
-parents, phenotype names, image size, seed (of the last run), count (scene files in the folder). People whose visible fraction would fall
-under the generator's threshold are left out of both the image and the annotation, so every
-annotated person can be seen.
+parents, phenotype names, image size, seed (of the last run), count (scene files in the folder).
+People whose visible fraction would fall under the generator's threshold are left out of both
+the image and the annotation, so every annotated person can be seen.
 """
 from __future__ import annotations
 
@@ -77,7 +77,8 @@ def read_meta(root: str | Path) -> dict:
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path} is missing or unreadable: generate scenes with `lighthmr synth --out {root}`.") from exc
+        raise DatasetError(f"{path} is missing or unreadable: generate scenes with "
+                           f"`lighthmr synth --out {root}`.") from exc
     if meta.get("format") != FORMAT:
         raise DatasetError(f"{path} is not a lighthmr synth folder (format {meta.get('format')!r}).")
     return meta
@@ -134,7 +135,8 @@ def load_scene(path: str | Path, with_image: bool = False) -> dict:
         with np.load(npz, allow_pickle=False) as data:
             scene = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"{npz} is not a readable synthetic-scene annotation: regenerate it with `lighthmr synth`.") from exc
+        raise DatasetError(f"{npz} is not a readable synthetic-scene annotation: "
+                           "regenerate it with `lighthmr synth`.") from exc
     for key in ("image", "mask", "depth", "body_model"):
         if key in scene:
             scene[key] = str(scene[key])
@@ -148,7 +150,8 @@ def load_scene(path: str | Path, with_image: bool = False) -> dict:
         try:
             scene["image_rgb"] = np.asarray(Image.open(scene["image_path"]).convert("RGB"))
         except OSError as exc:
-            raise DatasetError(f"{scene['image_path']} is missing or unreadable: regenerate the scene.") from exc
+            raise DatasetError(f"{scene['image_path']} is missing or unreadable: "
+                               "regenerate the scene.") from exc
     return scene
 
 
@@ -159,7 +162,8 @@ def read_depth(path: str | Path) -> np.ndarray:
     try:
         depth = np.asarray(Image.open(path))
     except OSError as exc:
-        raise DatasetError(f"{path} is missing or unreadable: regenerate the scene with `lighthmr synth`.") from exc
+        raise DatasetError(f"{path} is missing or unreadable: "
+                           "regenerate the scene with `lighthmr synth`.") from exc
     if depth.ndim != 2 or depth.dtype not in (np.uint16, np.int32):
         raise DatasetError(f"{path} is not a 16-bit depth map (got {depth.dtype}, shape {depth.shape}).")
     return depth.astype(np.uint16)

@@ -76,7 +76,8 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, height: int, width: int,
     y0 = torch.ceil(lo[:, 1] - 0.5).clamp(0, height - 1).long()
     x1 = torch.floor(hi[:, 0] - 0.5).clamp(-1, width - 1).long()
     y1 = torch.floor(hi[:, 1] - 0.5).clamp(-1, height - 1).long()
-    keep &= (x1 >= x0) & (y1 >= y0) & (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] < width) & (lo[:, 1] < height)
+    keep &= (x1 >= x0) & (y1 >= y0) & (hi[:, 0] >= 0) & (hi[:, 1] >= 0)
+    keep &= (lo[:, 0] < width) & (lo[:, 1] < height)
     face_ids = torch.nonzero(keep).squeeze(1)
     size = torch.maximum(x1 - x0, y1 - y0)[face_ids] + 1
     # group triangles by the power of two that holds their box, one batched step per group

@@ -41,8 +41,10 @@ class SynthConfig:
 
 # ------------------------------------------------------------------ appearance
 
-SKIN = np.array([[255, 224, 196], [241, 194, 125], [224, 172, 105], [198, 134, 66], [141, 85, 36], [92, 51, 23]]) / 255
-HAIR = np.array([[20, 15, 10], [60, 40, 25], [110, 75, 40], [200, 170, 100], [150, 60, 30], [200, 200, 200]]) / 255
+SKIN = np.array([[255, 224, 196], [241, 194, 125], [224, 172, 105], [198, 134, 66], [141, 85, 36],
+                 [92, 51, 23]]) / 255
+HAIR = np.array([[20, 15, 10], [60, 40, 25], [110, 75, 40], [200, 170, 100], [150, 60, 30],
+                 [200, 200, 200]]) / 255
 REGIONS = ("skin", "hair", "eyes", "hands", "torso", "upperarm", "lowerarm", "hips", "shin", "feet")
 
 
@@ -73,7 +75,8 @@ def vertex_regions(body) -> torch.Tensor:
     head = joints[labels.index("head")]
     eye_y = joints[labels.index("eye.L"), 1]
     is_head = dominant == labels.index("head")
-    hair = is_head & ((verts[:, 1] > eye_y + 0.03) | ((verts[:, 2] < head[2] - 0.0) & (verts[:, 1] > head[1] + 0.0)))
+    back_top = (verts[:, 2] < head[2]) & (verts[:, 1] > head[1])
+    hair = is_head & ((verts[:, 1] > eye_y + 0.03) | back_top)
     region[hair] = REGIONS.index("hair")
     return region
 
@@ -227,7 +230,8 @@ class SceneGenerator:
             "body_model": spec.name, "pose_joint_names": list(spec.pose_joint_names),
             "joint_names": list(spec.joint_names), "joint_parents": list(spec.joint_parents),
             "pelvis_index": spec.pelvis_index, "head_index": spec.head_index,
-            "phenotypes": list(self.body.phenotype_names), "image_size": [self.config.width, self.config.height],
+            "phenotypes": list(self.body.phenotype_names),
+            "image_size": [self.config.width, self.config.height],
             "seed": seed, "count": count,
         }
 
@@ -396,7 +400,8 @@ class SceneGenerator:
         if j3.shape[0] == 0:
             return torch.zeros(0, j3.shape[1], dtype=torch.bool)
         person = torch.arange(j3.shape[0]).repeat_interleave(j3.shape[1])
-        inside, hidden = self._hidden(j3.reshape(-1, 3), j2.reshape(-1, 2), person, owner, depth, width, height)
+        inside, hidden = self._hidden(j3.reshape(-1, 3), j2.reshape(-1, 2), person, owner, depth, width,
+                                      height)
         return (inside & ~hidden).view(j3.shape[:2])
 
 
