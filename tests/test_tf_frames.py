@@ -12,7 +12,13 @@ from transforms3d.quaternions import quat2mat
 
 from lighthmr_ros.errors import ConfigError
 from lighthmr_ros.human import Human
-from lighthmr_ros.ros.tf_frames import FrameOptions, head_chain, head_options, human_transforms
+from lighthmr_ros.ros.tf_frames import (
+    FrameOptions,
+    head_chain,
+    head_options,
+    human_transforms,
+    make_broadcaster,
+)
 
 
 def _human(track: int, pose: np.ndarray, translation=(0.3, 0.1, 3.0), joints=None) -> Human:
@@ -99,3 +105,30 @@ def test_head_frame_turns_with_the_head_bones(anny_body):
                                       np.zeros((spec.num_pose_joints - 1, 3))]), joints=joints)
     body_msg, head_msg = human_transforms([still], _header(), options)
     np.testing.assert_allclose(_matrix(head_msg), _matrix(body_msg), atol=1e-5)
+
+
+@pytest.mark.ros
+def test_frames_arrive_on_tf_over_dds(tf_message_type, ros_harness, rclpy_context):
+    """make_broadcaster sends the frames on /tf (tf2_ros, or a TFMessage publisher without it)."""
+    import rclpy
+
+    inbox = ros_harness.subscribe(tf_message_type, "/tf", qos=100)
+    node = rclpy.create_node("lighthmr_tf_sender", context=rclpy_context)
+    ros_harness.add_node(node)
+    send = make_broadcaster(node)
+    assert send is not None
+    pose = np.zeros((4, 3))
+    pose[0] = [math.pi, 0.0, 0.0]
+    frames = human_transforms([_human(3, pose), _human(5, pose, translation=(-1.0, 0.2, 4.0))], _header())
+
+    def arrived() -> bool:
+        send(frames)
+        return bool(inbox)
+
+    assert ros_harness.wait_for(arrived, timeout=20.0, period=0.1)
+    got = inbox[0].transforms
+    assert [t.child_frame_id for t in got] == ["body_3", "body_5"]
+    assert all(t.header.frame_id == "camera_color_optical_frame" for t in got)
+    t = got[1].transform.translation
+    np.testing.assert_allclose([t.x, t.y, t.z], [-1.0, 0.2, 4.0], atol=1e-6)
+    np.testing.assert_allclose(_matrix(got[0]), _matrix(frames[0]), atol=1e-9)
