@@ -67,7 +67,8 @@ def write_camera_bag(
     bag = RecordedBag(path=path, image_topic=image_topic, size=(width, height))
     with Writer(path, version=version, storage_plugin=StoragePlugin[storage.upper()]) as writer:
         images = writer.add_connection(image_topic, image_type, typestore=ts)
-        info_conn = writer.add_connection(CAMERA_INFO_TOPIC, "sensor_msgs/msg/CameraInfo", typestore=ts) if camera_info else None
+        info_conn = (writer.add_connection(CAMERA_INFO_TOPIC, "sensor_msgs/msg/CameraInfo", typestore=ts)
+                     if camera_info else None)
         chat = writer.add_connection(CHATTER_TOPIC, "std_msgs/msg/String", typestore=ts) if chatter else None
         f = 0.9 * width
         k = np.array([f, 0, width / 2, 0, f, height / 2, 0, 0, 1], dtype=np.float64)
@@ -79,7 +80,8 @@ def write_camera_bag(
             if info_conn is not None:  # drivers publish CameraInfo with the image, logged just after it
                 info = CameraInfo(
                     header=header, height=height, width=width, distortion_model="plumb_bob",
-                    d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=np.concatenate([k.reshape(3, 3), np.zeros((3, 1))], 1).reshape(-1),
+                    d=np.zeros(5), k=k, r=np.eye(3).reshape(-1),
+                    p=np.concatenate([k.reshape(3, 3), np.zeros((3, 1))], 1).reshape(-1),
                     binning_x=0, binning_y=0, roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
                 )
                 writer.write(info_conn, log_time + 1000, ts.serialize_cdr(info, info.__msgtype__))
@@ -96,7 +98,8 @@ def write_camera_bag(
             bag.log_times.append(log_time)
             bag.header_stamps.append((stamp_ns // 10**9, stamp_ns % 10**9))
             if chat is not None:
-                writer.write(chat, log_time + 50_000_000, ts.serialize_cdr(String(data=f"hello {i}"), "std_msgs/msg/String"))
+                chatter = ts.serialize_cdr(String(data=f"hello {i}"), "std_msgs/msg/String")
+                writer.write(chat, log_time + 50_000_000, chatter)
     bag.topics = {image_topic: frames}
     if camera_info:
         bag.topics[CAMERA_INFO_TOPIC] = frames
@@ -131,7 +134,8 @@ def write_ros1_camera_bag(path: Path, *, frames: int = 2, width: int = 160, heig
             )
             writer.write(infos, log_time, ts.serialize_ros1(info, info.__msgtype__))
             rgb = camera_frame(width, height, i)
-            msg = Image(header=header, height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3, data=rgb.reshape(-1))
+            msg = Image(header=header, height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3,
+                        data=rgb.reshape(-1))
             writer.write(images, log_time + 1000, ts.serialize_ros1(msg, msg.__msgtype__))
             bag.log_times.append(log_time + 1000)
             bag.header_stamps.append((stamp_ns // 10**9, stamp_ns % 10**9))

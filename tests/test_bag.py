@@ -2,25 +2,33 @@
 by three independent decoders (rosbags with the embedded definitions, rclpy, mcap-ros2-support)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fixtures_bag import CAMERA_INFO_TOPIC, CHATTER_TOPIC, IMAGE_TOPIC, write_camera_bag, write_ros1_camera_bag
-from lighthmr_ros.bag import output_topics, process_bag
+
+from lighthmr_ros.bag import InputOptions, OutputOptions, output_topics, process_bag
 from lighthmr_ros.errors import BagError
+from lighthmr_ros.ros.pipeline import PipelineOptions
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 TOPICS = output_topics("/lighthmr")
 
 
-def run(bag, out, predictor, **kwargs):
+def run(bag, out, predictor, on_frame=None, **kwargs):
+    """process_bag with the keyword arguments sorted into its option dataclasses."""
     # threshold 0: the untrained student then finds its max_humans peaks in every image, so the
     # per-person checks below always have people to check
-    options = dict(predictor=predictor, det_threshold=0.0, max_humans=2, progress=False, marker_decimation=8)
-    options.update(kwargs)
-    return process_bag(bag.path, out, IMAGE_TOPIC, **options)
+    groups = {InputOptions: {}, OutputOptions: {}, PipelineOptions: dict(det_threshold=0.0, max_humans=2,
+                                                                         marker_decimation=8)}
+    for key, value in kwargs.items():
+        owner = next(cls for cls in groups if key in {f.name for f in dataclasses.fields(cls)})
+        groups[owner][key] = value
+    return process_bag(bag.path, out, IMAGE_TOPIC, predictor=predictor, progress=False, on_frame=on_frame,
+                       topics=InputOptions(**groups[InputOptions]), writing=OutputOptions(**groups[OutputOptions]),
+                       options=PipelineOptions(**groups[PipelineOptions]))
 
 
 def read_rosbags(path: Path) -> dict[str, list[tuple[int, object]]]:
@@ -48,7 +56,6 @@ def raw_messages(path: Path, topic: str) -> list[tuple[int, bytes]]:
 )
 def test_process_bag_writes_decodable_results(tmp_path, bag_predictor, storage, compressed, camera_info):
     from rclpy.serialization import deserialize_message
-
     from visualization_msgs.msg import MarkerArray
 
     from lighthmr_ros.msg import HumanMeshArray, MeshTopology
@@ -88,7 +95,7 @@ def test_process_bag_writes_decodable_results(tmp_path, bag_predictor, storage, 
             assert person.id >= 1  # tracked
     markers = decoded[TOPICS["markers"]]
     assert [t for t, _ in markers] == bag.log_times
-    for (_, array), (_, msg) in zip(markers, humans):
+    for (_, array), (_, msg) in zip(markers, humans, strict=True):
         assert array.markers[0].action == 3  # DELETEALL first
         assert all(m.header.stamp == msg.header.stamp for m in array.markers)
     (t_topology, topology), = decoded[TOPICS["mesh_topology"]]
@@ -97,12 +104,12 @@ def test_process_bag_writes_decodable_results(tmp_path, bag_predictor, storage, 
     assert [m.data for _, m in decoded[CHATTER_TOPIC]] == ["hello 0", "hello 1", "hello 2"]
 
     # 2. rclpy's own typesupport on the raw bytes
-    for (t, raw), (_, ref) in zip(raw_messages(out, TOPICS["humans"]), humans):
+    for (_, raw), (_, ref) in zip(raw_messages(out, TOPICS["humans"]), humans, strict=True):
         msg = deserialize_message(raw, HumanMeshArray)
         assert msg.header.stamp.sec == ref.header.stamp.sec and len(msg.humans) == len(ref.humans)
-        for a, b in zip(msg.humans, ref.humans):
+        for a, b in zip(msg.humans, ref.humans, strict=True):
             np.testing.assert_allclose(np.asarray(a.vertices), b.vertices, rtol=1e-6)
-    for (_, raw), (_, ref) in zip(raw_messages(out, TOPICS["markers"]), markers):
+    for (_, raw), (_, ref) in zip(raw_messages(out, TOPICS["markers"]), markers, strict=True):
         array = deserialize_message(raw, MarkerArray)
         assert [(m.ns, m.id, m.type, len(m.points)) for m in array.markers] == \
             [(m.ns, m.id, m.type, len(m.points)) for m in ref.markers]
@@ -127,18 +134,19 @@ def test_output_decodes_with_types_from_the_msg_files(tmp_path, bag_predictor):
 
     bag = write_camera_bag(tmp_path / "in", frames=2, chatter=False)
     summary = run(bag, tmp_path / "out", bag_predictor, copy_topics="none", markers=False, publish_vertices=False,
-                  track=False)
+                  tracking=False)
     store = get_typestore(Stores.ROS2_JAZZY)
     msg_dir = Path(__file__).resolve().parent.parent / "msg"
     types = {}
     for path in sorted(msg_dir.glob("*.msg")):
         types.update(get_types_from_msg(path.read_text(), f"lighthmr_ros/msg/{path.stem}"))
     store.register(types)
-    messages = [store.deserialize_cdr(raw, "lighthmr_ros/msg/HumanMeshArray") for _, raw in raw_messages(tmp_path / "out", TOPICS["humans"])]
+    raws = raw_messages(tmp_path / "out", TOPICS["humans"])
+    messages = [store.deserialize_cdr(raw, "lighthmr_ros/msg/HumanMeshArray") for _, raw in raws]
     assert [(m.header.stamp.sec, m.header.stamp.nanosec) for m in messages] == bag.header_stamps
     assert all(len(p.vertices) == 0 for m in messages for p in m.humans)  # publish_vertices=False
     assert sum(len(m.humans) for m in messages) == summary.humans >= 2
-    assert all(p.id == 0 for m in messages for p in m.humans)  # track=False: 0 means not tracked
+    assert all(p.id == 0 for m in messages for p in m.humans)  # tracking=False: 0 means not tracked
     decoded = read_rosbags(tmp_path / "out")
     assert set(decoded) == {TOPICS["humans"], TOPICS["mesh_topology"]}  # nothing copied, no markers
 
@@ -199,7 +207,8 @@ def test_unreadable_images_are_skipped_and_all_bad_is_an_error(tmp_path, bag_pre
     from rosbags.typesys import Stores, get_typestore
 
     ts = get_typestore(Stores.ROS2_JAZZY)
-    Image, Header, Time = ts.types["sensor_msgs/msg/Image"], ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    Image, Header = ts.types["sensor_msgs/msg/Image"], ts.types["std_msgs/msg/Header"]
+    Time = ts.types["builtin_interfaces/msg/Time"]
     path = tmp_path / "bad"
     with Writer(path, version=9) as writer:
         conn = writer.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=ts)

@@ -42,14 +42,15 @@ def record_like_ros2_bag(path: Path, frames: int) -> tuple[list[int], list[tuple
     rgb = cv2.resize(astronaut(), (200, 150))
     log_times, stamps = [], []
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        image = writer.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=ts, offered_qos_profiles=[sensor_qos])
+        image = writer.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=ts,
+                                      offered_qos_profiles=[sensor_qos])
         info = writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts,
                                      offered_qos_profiles=[sensor_qos])
         for i in range(frames):
             t = 1_732_000_000_000_000_000 + i * 33_333_333 + (i % 3) * 1_000_000  # 30 Hz with jitter
             stamp = t - 12_000_000
-            header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
-                                              frame_id="cam_color_optical_frame")
+            when = T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9)
+            header = T["std_msgs/msg/Header"](stamp=when, frame_id="cam_color_optical_frame")
             bgr = np.ascontiguousarray(np.roll(rgb, 3 * i, axis=1)[..., ::-1])
             msg = T["sensor_msgs/msg/Image"](header=header, height=150, width=200, encoding="bgr8", is_bigendian=0,
                                             step=600, data=bgr.reshape(-1))

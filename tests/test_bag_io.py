@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fixtures_bag import CAMERA_INFO_TOPIC, CHATTER_TOPIC, IMAGE_TOPIC, write_camera_bag, write_ros1_camera_bag
+
 from lighthmr_ros.bag.reading import CdrConverter, connections_of, iter_messages, open_bag, select_topics
 from lighthmr_ros.bag.writing import (
     HUMANS_TYPE,

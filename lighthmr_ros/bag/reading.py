@@ -98,7 +98,8 @@ def select_topics(
         info = camera_info_topic
     else:
         raise BagError(
-            f"{where} has no CameraInfo topic {camera_info_topic}; CameraInfo topics: {_describe(types, (CAMERA_INFO,))}."
+            f"{where} has no CameraInfo topic {camera_info_topic}; "
+            f"CameraInfo topics: {_describe(types, (CAMERA_INFO,))}."
         )
 
     if isinstance(copy_topics, str):

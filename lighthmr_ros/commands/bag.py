@@ -53,27 +53,21 @@ def _interrupt_on_sigterm() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lighthmr_ros.bag import process_bag
+    from lighthmr_ros.bag import InputOptions, ModelOptions, OutputOptions, process_bag
+    from lighthmr_ros.ros.pipeline import PipelineOptions
 
     _interrupt_on_sigterm()
     summary = process_bag(
         args.input,
         args.output,
         args.image_topic,
-        camera_info_topic=args.camera_info_topic,
-        compressed=args.compressed,
-        copy_topics=args.copy_topics,
-        storage=args.storage,
-        overwrite=args.overwrite,
-        **model_arguments(args),
-        det_threshold=args.det_threshold,
-        max_humans=args.max_humans,
-        fov_deg=args.fov,
-        publish_vertices=not args.no_vertices,
-        markers=not args.no_markers,
-        marker_decimation=args.marker_decimation,
-        track=not args.no_tracking,
-        namespace=args.namespace,
+        topics=InputOptions(camera_info_topic=args.camera_info_topic, compressed=args.compressed,
+                            copy_topics=args.copy_topics),
+        writing=OutputOptions(storage=args.storage, overwrite=args.overwrite, namespace=args.namespace),
+        options=PipelineOptions(det_threshold=args.det_threshold, max_humans=args.max_humans, fov_deg=args.fov,
+                                publish_vertices=not args.no_vertices, markers=not args.no_markers,
+                                marker_decimation=args.marker_decimation, tracking=not args.no_tracking),
+        model=ModelOptions(**model_arguments(args)),
         progress=not args.quiet,
     )
     print(f"lighthmr bag: {summary}")
