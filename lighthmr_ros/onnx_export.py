@@ -25,7 +25,6 @@ sizes), 6D -> rotation matrices, distance, the body model and the camera placeme
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -92,26 +91,20 @@ class DecoderGraph(nn.Module):
         return tuple(outputs)
 
 
-def _inference_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state_dict with TinyViT's BatchNorms folded, as the Predictor runs it: a checkpoint loaded
-    as it is and the Predictor's optimised copy of it get the same fingerprint."""
-    from lighthmr_ros.perf import fuse_conv_bn, has_conv_bn
-
-    state = model.state_dict()
-    backbone = getattr(model, "backbone", None)
-    if backbone is not None and has_conv_bn(backbone):
-        fused = copy.deepcopy(backbone)
-        fuse_conv_bn(fused)
-        state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
-        state.update({f"backbone.{k}": v for k, v in fused.state_dict().items()})
-    return state
-
-
 def weights_fingerprint(model: nn.Module) -> str:
-    """sha1 of the learned weights (body-model data excluded): ties exported graphs to a model."""
+    """sha1 of the learned weights as loaded (body-model data excluded): ties exported graphs to a model.
+
+    Hashed before any inference rewrite: optimize_for_inference stores it on the model
+    (``weights_sha1``) before folding BatchNorms, because folded weights are computed in float
+    arithmetic that differs in the last bit between CPUs (rsqrt on AVX2 vs AVX-512), so a graph
+    exported on one machine would be refused by the same checkpoint on another.
+    """
+    stored = getattr(model, "weights_sha1", None)
+    if stored:
+        return stored
     h = hashlib.sha1()
     prefixes = tuple(getattr(model, "body_prefixes", ()))
-    for name, t in sorted(_inference_state(model).items()):
+    for name, t in sorted(model.state_dict().items()):
         if prefixes and name.startswith(prefixes):
             continue
         h.update(name.encode())

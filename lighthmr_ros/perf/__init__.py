@@ -83,6 +83,10 @@ def optimize_for_inference(model: nn.Module, device: torch.device | str = "cpu")
     TinyViT's window attention and run the linear layers in oneDNN (lighthmr_ros.perf.onednn).
     In place, eval only."""
     model.eval()
+    if isinstance(getattr(model, "body_prefixes", None), tuple) and not getattr(model, "weights_sha1", None):
+        from lighthmr_ros.onnx_export import weights_fingerprint
+
+        model.weights_sha1 = weights_fingerprint(model)  # of the weights as loaded, before folding (see there)
     done: dict[str, object] = {"fused_conv_bn": fuse_conv_bn(model)}
     trunk = getattr(getattr(model, "backbone", None), "trunk", None)  # TinyViT (timm); DINOv2 has one patch conv only
     if trunk is not None and any(isinstance(m, nn.Conv2d) for m in trunk.modules()):
