@@ -40,7 +40,10 @@ def voxel_downsample(points: np.ndarray, voxel_m: float) -> np.ndarray:
     if voxel_m <= 0 or len(points) == 0:
         return points
     keys = np.floor(points / voxel_m).astype(np.int64)
-    _, cell, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    keys -= keys.min(0)
+    dims = keys.max(0) + 1
+    linear = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]  # one int per voxel: a 1-D unique
+    _, cell, counts = np.unique(linear, return_inverse=True, return_counts=True)
     cell = cell.reshape(-1)
     sums = np.stack([np.bincount(cell, weights=points[:, i], minlength=len(counts)) for i in range(3)], 1)
     return sums / counts[:, None]
