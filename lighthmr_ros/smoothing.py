@@ -62,6 +62,30 @@ class SmoothingParams:
             raise ConfigError(f"max_gap_s must be a positive number of seconds, got {self.max_gap_s}.")
 
 
+FLAT_NAMES = ("translation_min_cutoff", "translation_beta", "rotation_min_cutoff", "rotation_beta",
+              "shape_min_cutoff", "shape_beta", "d_cutoff", "max_gap_s")
+
+
+def params_from_flat(values: dict[str, float], base: SmoothingParams | None = None) -> SmoothingParams:
+    """SmoothingParams from flat names (ROS parameters are scalars), e.g. {"rotation_beta": 0.8}.
+
+    Names not given keep their value in ``base``; d_cutoff applies to all three filters.
+    """
+    base = base or SmoothingParams()
+    unknown = sorted(set(values) - set(FLAT_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown smoothing parameter(s) {unknown}; use {', '.join(FLAT_NAMES)}.")
+
+    def filt(name: str, old: OneEuroParams) -> OneEuroParams:
+        return OneEuroParams(min_cutoff=float(values.get(f"{name}_min_cutoff", old.min_cutoff)),
+                             beta=float(values.get(f"{name}_beta", old.beta)),
+                             d_cutoff=float(values.get("d_cutoff", old.d_cutoff)))
+
+    return SmoothingParams(translation=filt("translation", base.translation),
+                           rotation=filt("rotation", base.rotation), shape=filt("shape", base.shape),
+                           max_gap_s=float(values.get("max_gap_s", base.max_gap_s)))
+
+
 def smoothing_factor(dt: float | np.ndarray, cutoff: float | np.ndarray) -> np.ndarray:
     """Exponential smoothing weight of the new sample for a first-order low-pass at ``cutoff`` Hz."""
     tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff, dtype=np.float64))

@@ -18,6 +18,7 @@ from lighthmr_ros.smoothing import (
     jitter,
     lag_seconds,
     measure,
+    params_from_flat,
     rebuild_meshes,
 )
 
@@ -113,3 +114,15 @@ def test_rebuild_meshes_matches_the_body_model(anny_body):
         body = anny_body(roma.rotvec_to_rotmat(torch.from_numpy(pose))[None], torch.from_numpy(shape)[None])
     ref = body.vertices[0] - body.joints[0, 0] + torch.tensor([0.2, -0.1, 3.0])
     np.testing.assert_allclose(out.vertices, ref.numpy(), atol=1e-5)
+
+
+def test_flat_parameters_as_ros_sets_them():
+    base = SmoothingParams()
+    p = params_from_flat({"rotation_beta": 0.9, "d_cutoff": 2.0, "max_gap_s": 1.5}, base)
+    assert p.rotation.beta == 0.9 and p.rotation.min_cutoff == base.rotation.min_cutoff
+    assert p.translation.d_cutoff == p.rotation.d_cutoff == p.shape.d_cutoff == 2.0 and p.max_gap_s == 1.5
+    assert params_from_flat({}, base) == base
+    with pytest.raises(ConfigError, match="unknown smoothing parameter"):
+        params_from_flat({"rotation_alpha": 1.0})
+    with pytest.raises(ConfigError, match="min_cutoff > 0"):
+        params_from_flat({"translation_min_cutoff": 0.0})
