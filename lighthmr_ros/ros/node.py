@@ -28,6 +28,7 @@ from visualization_msgs.msg import MarkerArray
 from lighthmr_ros.device import resolve_device
 from lighthmr_ros.errors import LightHMRError
 from lighthmr_ros.msg import HumanMeshArray, MeshTopology
+from lighthmr_ros.ros.cameras import BatchStats, Camera, FrameBatcher, camera_names, camera_topics
 from lighthmr_ros.ros.diagnostics import Stats
 from lighthmr_ros.ros.image import conversion_path
 from lighthmr_ros.ros.intrinsics import camera_model, supported
@@ -79,11 +80,9 @@ class DetectNode(LifecycleNode):
         self._diag_pub = None
         self._diag_timer = None
         self._subs: list = []
-        self._camera_info: CameraInfo | None = None
-        self._image_topic = ""
-        self._cond = threading.Condition()
-        self._slot: Frame | None = None
-        self._stop = False
+        self._cameras: dict[str, Camera] = {}  # by name; "" is the single default camera
+        self._batcher = FrameBatcher()
+        self.batches = BatchStats()
         self._worker: threading.Thread | None = None
         self._active = False
 
@@ -95,6 +94,16 @@ class DetectNode(LifecycleNode):
     def publishers(self) -> dict:
         """The output publishers by topic name (humans, markers, debug_image, mesh_topology); empty unconfigured."""
         return dict(self._pubs)
+
+    @property
+    def cameras(self) -> dict[str, Camera]:
+        """The cameras served, by name ("" is the single default camera); empty unconfigured."""
+        return dict(self._cameras)
+
+    @property
+    def _camera_info(self) -> CameraInfo | None:
+        """The first camera's newest valid CameraInfo (None: fov_deg is used)."""
+        return next(iter(self._cameras.values())).camera_info if self._cameras else None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -127,12 +136,18 @@ class DetectNode(LifecycleNode):
         reliable = QoSProfile(depth=5)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
-        self._pubs = {
-            "humans": self.create_lifecycle_publisher(HumanMeshArray, "humans", reliable),
-            "markers": self.create_lifecycle_publisher(MarkerArray, "markers", reliable),
-            "debug_image": self.create_lifecycle_publisher(Image, "debug_image", sensor_qos("reliable")),
-            "mesh_topology": self.create_lifecycle_publisher(MeshTopology, "mesh_topology", latched),
-        }
+        self._cameras = {name: Camera(camera_topics(name)) for name in camera_names(s.cameras)}
+        self._pubs = {}
+        for camera in self._cameras.values():  # one set of outputs per camera, one model for all
+            t = camera.topics
+            camera.publishers = {
+                "humans": self.create_lifecycle_publisher(HumanMeshArray, t.humans, reliable),
+                "markers": self.create_lifecycle_publisher(MarkerArray, t.markers, reliable),
+                "debug_image": self.create_lifecycle_publisher(Image, t.debug_image, sensor_qos("reliable")),
+            }
+            prefix = f"{camera.name}/" if camera.name else ""
+            self._pubs.update({prefix + kind: pub for kind, pub in camera.publishers.items()})
+        self._pubs["mesh_topology"] = self.create_lifecycle_publisher(MeshTopology, "mesh_topology", latched)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # A steady clock: with use_sim_time a /clock timer would stop while a bag is paused.
         self._diag_timer = self.create_timer(s.diagnostics_period_s, self._publish_diagnostics,
@@ -146,22 +161,32 @@ class DetectNode(LifecycleNode):
         s = self.settings
         result = super().on_activate(state)  # activates the lifecycle publishers
         qos = sensor_qos(s.reliability)
-        # One remap of `image` moves both streams: the compressed one is derived from the resolved
-        # name, as image_transport does.
-        self._image_topic = self.resolve_topic_name("image")
-        if s.compressed:
-            self._subs.append(self.create_subscription(
-                CompressedImage, compressed_topic(self._image_topic), self._offer, qos))
-        else:
-            self._subs.append(self.create_subscription(Image, self._image_topic, self._offer, qos))
-        self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
-                                                   sensor_qos("best_effort")))
+        listening = []
+        for camera in self._cameras.values():
+            # One remap of `image` moves both streams: the compressed one is derived from the resolved
+            # name, as image_transport does.
+            camera.image_topic = self.resolve_topic_name(camera.topics.image)
+            camera.camera_info = None
+
+            def offer(msg, name=camera.name):
+                self._offer(name, msg)
+
+            def on_info(msg, camera=camera):
+                self._on_camera_info(camera, msg)
+
+            if s.compressed:
+                sub = self.create_subscription(CompressedImage, compressed_topic(camera.image_topic), offer, qos)
+            else:
+                sub = self.create_subscription(Image, camera.image_topic, offer, qos)
+            listening.append(sub.topic_name)
+            self._subs += [sub, self.create_subscription(CameraInfo, camera.topics.camera_info, on_info,
+                                                         sensor_qos("best_effort"))]
         self.pipeline.reset()
+        self._batcher.reset(list(self._cameras))
         self._start_worker()
         self._active = True
         self._pubs["mesh_topology"].publish(topology_msg(self.predictor))
-        topic = self._subs[0].topic_name
-        self.get_logger().info(f"Listening on {topic} ({s.reliability}, depth 1).")
+        self.get_logger().info(f"Listening on {', '.join(listening)} ({s.reliability}, depth 1).")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -183,14 +208,18 @@ class DetectNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
-        if self._active and "markers" in self._pubs:
-            self._pubs["markers"].publish(clear_markers(Header(stamp=self.get_clock().now().to_msg())))
+        if self._active:
+            for camera in self._cameras.values():
+                if "markers" in camera.publishers:
+                    clear = clear_markers(Header(stamp=self.get_clock().now().to_msg()))
+                    camera.publishers["markers"].publish(clear)
         self._active = False
 
     def _release(self) -> None:
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
+        self._cameras = {}
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -214,17 +243,13 @@ class DetectNode(LifecycleNode):
         self.destroy_node()
 
     # -- input ----------------------------------------------------------------------------------
-    def _offer(self, msg) -> None:
-        """Subscription callback: keep only the newest frame for the worker."""
-        frame = Frame(msg, received=time.monotonic())
-        with self._cond:
-            dropped = self._slot is not None
-            self._slot = frame
-            self._cond.notify()
+    def _offer(self, camera: str, msg) -> None:
+        """Subscription callback: keep only each camera's newest frame for the worker."""
+        dropped = self._batcher.offer(camera, Frame(msg, received=time.monotonic(), stream=camera))
         self.stats.add(received=1, dropped=int(dropped))
 
-    def _on_camera_info(self, info: CameraInfo) -> None:
-        rectified = self._rectified()
+    def _on_camera_info(self, camera: Camera, info: CameraInfo) -> None:
+        rectified = self._rectified(camera)
         model = camera_model(info, int(info.width), int(info.height), rectified)
         if model is None or not supported(model):
             self.stats.add(bad_camera_info=1)
@@ -232,64 +257,69 @@ class DetectNode(LifecycleNode):
                       f"the unsupported distortion_model {model.distortion_model!r}")
             self.get_logger().warning(f"Ignoring CameraInfo with {reason}; using fov_deg until a valid one arrives.",
                                       throttle_duration_sec=WARN_PERIOD_S)
-            self._camera_info = None
+            camera.camera_info = None
         else:
-            self._camera_info = info
+            camera.camera_info = info
 
-    def _rectified(self) -> bool:
+    def _rectified(self, camera: Camera) -> bool:
         choice = self.settings.rectified
-        return is_rectified_topic(self._image_topic) if choice == "auto" else choice == "true"
+        return is_rectified_topic(camera.image_topic) if choice == "auto" else choice == "true"
 
     # -- worker ---------------------------------------------------------------------------------
     def _start_worker(self) -> None:
         self._stop_worker()
-        self._stop = False
+        self._batcher.reset(list(self._cameras))
         self._worker = threading.Thread(target=self._work, name="lighthmr_inference", daemon=True)
         self._worker.start()
 
     def _stop_worker(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._slot = None
-            self._cond.notify_all()
+        self._batcher.stop()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join()
         self._worker = None
 
     def _work(self) -> None:
         while True:
-            with self._cond:
-                while self._slot is None and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                frame, self._slot = self._slot, None
+            batch = self._batcher.take(self.settings.batch_window_s)
+            if batch is None:
+                return
             try:
-                self._process(frame)
+                self._process([frame for _, frame in batch])
             except Exception as exc:  # a frame must never take the node down
-                self.stats.add(errors=1)
+                self.stats.add(errors=len(batch))
                 self.get_logger().error(f"Processing a frame failed: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=WARN_PERIOD_S)
 
-    def _process(self, frame: Frame) -> None:
+    def _process(self, frames: list[Frame]) -> None:
+        """One Predictor call for the newest frame of every camera that had one; each camera's own outputs."""
         s = self.settings
-        markers_pub, debug_pub = self._pubs["markers"], self._pubs["debug_image"]
-        want_markers = s.publish_markers and markers_pub.get_subscription_count() > 0
-        want_debug = s.publish_debug_image and debug_pub.get_subscription_count() > 0
-        frame.camera_info = self._camera_info
-        frame.rectified = self._rectified()
-        frame.fallback_stamp_s = self.get_clock().now().nanoseconds * 1e-9  # for images stamped 0
-        out = self.pipeline.process([frame], pipeline_options(s, want_markers, want_debug))[0]
-        if out.error is not None:
-            self.stats.add(rejected=1)
-            self.get_logger().warning(f"Rejected an image: {out.error}", throttle_duration_sec=WARN_PERIOD_S)
-            return
-        self._pubs["humans"].publish(out.humans_msg)
-        if out.markers_cdr is not None:
-            markers_pub.publish(out.markers_cdr)
-        if out.debug_image is not None:
-            debug_pub.publish(out.debug_image)
-        self.stats.frame_done(out.latency, len(out.humans), out.intrinsics)
+        now = self.get_clock().now().nanoseconds * 1e-9  # for images stamped 0
+        for frame in frames:
+            camera = self._cameras[frame.stream]
+            markers_pub, debug_pub = camera.publishers["markers"], camera.publishers["debug_image"]
+            want_markers = s.publish_markers and markers_pub.get_subscription_count() > 0
+            want_debug = s.publish_debug_image and debug_pub.get_subscription_count() > 0
+            frame.options = pipeline_options(s, want_markers, want_debug)
+            frame.camera_info = camera.camera_info
+            frame.rectified = self._rectified(camera)
+            frame.fallback_stamp_s = now
+        self.batches.add(len(frames))
+        if len(self._cameras) > 1:
+            self.get_logger().info(f"Batch of {len(frames)} frames ({', '.join(f.stream for f in frames)}).",
+                                   throttle_duration_sec=WARN_PERIOD_S)
+        outputs = self.pipeline.process(frames, pipeline_options(s, False, False))
+        for frame, out in zip(frames, outputs, strict=True):
+            if out.error is not None:
+                self.stats.add(rejected=1)
+                self.get_logger().warning(f"Rejected an image: {out.error}", throttle_duration_sec=WARN_PERIOD_S)
+                continue
+            pubs = self._cameras[frame.stream].publishers
+            pubs["humans"].publish(out.humans_msg)
+            if out.markers_cdr is not None:
+                pubs["markers"].publish(out.markers_cdr)
+            if out.debug_image is not None:
+                pubs["debug_image"].publish(out.debug_image)
+            self.stats.frame_done(out.latency, len(out.humans), out.intrinsics)
 
     # -- diagnostics ----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -297,7 +327,8 @@ class DetectNode(LifecycleNode):
             return
         p = self.predictor
         extra = {"device": str(p.device) if p else "none", "body_model": p.body_model_name if p else "none",
-                 "state": "active" if self._active else "inactive"}
+                 "state": "active" if self._active else "inactive",
+                 "cameras": ", ".join(self._cameras) if len(self._cameras) > 1 else "1", **self.batches.values()}
         report = self.stats.report(f"{self.get_fully_qualified_name()}: human mesh detection", extra["device"],
                                    extra, active=self._active)
         report.header.stamp = self.get_clock().now().to_msg()

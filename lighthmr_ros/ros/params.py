@@ -73,6 +73,37 @@ PARAMS: tuple[ParamSpec, ...] = (
               "for the same person.", LIVE, 0.05, 5.0),
     ParamSpec("tracking_max_age_s", 1.0, "How long an unseen person keeps its id (seconds).", LIVE, 0.0, 10.0),
     ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status (seconds).", CONFIGURE, 0.1, 60.0),
+    # Several cameras, TF, point cloud, depth fusion, smoothing (docs/ros.md, "Robot outputs")
+    ParamSpec("cameras", [], "Camera namespaces served by this node with one model and one batched forward: "
+              "camera NAME reads NAME/image (or NAME/image/compressed), NAME/camera_info and NAME/depth and "
+              "publishes NAME/humans, NAME/markers, NAME/debug_image, NAME/human_points; empty: one camera "
+              "with the plain topic names.", CONFIGURE),
+    ParamSpec("batch_window_s", 0.02, "With several cameras: how long after the first frame the worker waits "
+              "for the other cameras' frames to run them in the same batch (seconds).", LIVE, 0.0, 1.0),
+    ParamSpec("publish_tf", False, "Broadcast each tracked person as TF frame body_<id> (REP-155), child of the "
+              "image's optical frame; with several cameras the frames are NAME/body_<id>.", LIVE),
+    ParamSpec("tf_head_frames", False, "Also broadcast head_<id> (the head joint, oriented like the head).", LIVE),
+    ParamSpec("tf_prefix", "", "Put before every person frame name (e.g. robot1/).", LIVE,
+              pattern=r"([A-Za-z0-9_]+/?)*"),
+    ParamSpec("publish_points", False, "Publish human_points: all people's vertices as one PointCloud2 (x, y, z, "
+              "id) in the optical frame, for costmaps and obstacle layers.", LIVE),
+    ParamSpec("points_voxel_m", 0.05, "Voxel size that thins the cloud (metres; one point per voxel and person; "
+              "0: every vertex).", LIVE, 0.0, 1.0),
+    ParamSpec("depth_fusion", False, "Subscribe to the aligned depth image `depth` (16UC1 mm or 32FC1 m, "
+              "registered to the colour image) and correct each person's distance with it.", ACTIVATE),
+    ParamSpec("depth_max_dt_s", 0.1, "Largest stamp difference between a colour frame and the depth image used "
+              "with it (seconds); older depth is not used.", LIVE, 0.0, 5.0),
+    ParamSpec("depth_max_m", 10.0, "Farthest depth reading trusted (metres).", LIVE, 0.5, 100.0),
+    ParamSpec("smoothing", False, "One-Euro filter per track on translation, shape and joint rotations "
+              "(steadier meshes, a little lag).", LIVE),
+    ParamSpec("smoothing_min_cutoff", 0.5, "Translation filter cut-off at rest (Hz; lower: steadier).", LIVE,
+              0.01, 30.0),
+    ParamSpec("smoothing_beta", 2.0, "Translation filter: rise of the cut-off with speed (higher: less lag).",
+              LIVE, 0.0, 100.0),
+    ParamSpec("smoothing_rotation_min_cutoff", 1.5, "Joint rotation filter cut-off at rest (Hz).", LIVE,
+              0.01, 30.0),
+    ParamSpec("smoothing_rotation_beta", 0.5, "Joint rotation filter: rise of the cut-off with angular speed.",
+              LIVE, 0.0, 100.0),
 )
 SPECS = {spec.name: spec for spec in PARAMS}
 
@@ -106,6 +137,21 @@ class Settings:
     tracking_gate_m: float
     tracking_max_age_s: float
     diagnostics_period_s: float
+    cameras: list[str]
+    batch_window_s: float
+    publish_tf: bool
+    tf_head_frames: bool
+    tf_prefix: str
+    publish_points: bool
+    points_voxel_m: float
+    depth_fusion: bool
+    depth_max_dt_s: float
+    depth_max_m: float
+    smoothing: bool
+    smoothing_min_cutoff: float
+    smoothing_beta: float
+    smoothing_rotation_min_cutoff: float
+    smoothing_rotation_beta: float
 
 
 
@@ -128,9 +174,10 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
 
 def declare_all(node) -> None:
     """Declare every parameter (overrides from --params-file / -p apply) and install validation."""
-    node.declare_parameters("", [(spec.name, spec.default, descriptor(spec)) for spec in PARAMS])
+    # An empty list has no ROS type of its own: declare it as a string array (unset until given).
+    node.declare_parameters("", [(spec.name, _declared_value(spec), descriptor(spec)) for spec in PARAMS])
     node.add_on_set_parameters_callback(validate)
-    bad = [validate_value(SPECS[n], node.get_parameter(n).value) for n in SPECS]
+    bad = [validate_value(SPECS[n], _value(SPECS[n], node.get_parameter_or(n))) for n in SPECS]
     bad = [reason for reason in bad if reason]
     if bad:
         from lighthmr_ros.errors import ConfigError
@@ -138,8 +185,28 @@ def declare_all(node) -> None:
         raise ConfigError("; ".join(bad))
 
 
+def _declared_value(spec: ParamSpec):
+    if isinstance(spec.default, list) and not spec.default:
+        from rclpy.parameter import Parameter
+
+        return Parameter.Type.STRING_ARRAY
+    return spec.default
+
+
+def _value(spec: ParamSpec, parameter):
+    """A parameter's value; an unset string array (declared without a default) reads as its empty default."""
+    value = parameter.value
+    if isinstance(spec.default, list):
+        return list(spec.default) if value is None else list(value)
+    return value
+
+
 def validate_value(spec: ParamSpec, value) -> str | None:
     """Reason why ``value`` is not allowed for ``spec`` (ranges are checked by rclpy itself)."""
+    if spec.name == "cameras":
+        from lighthmr_ros.ros.cameras import check_camera_names
+
+        return check_camera_names(list(value or []))
     if spec.choices and value not in spec.choices:
         return f"parameter {spec.name} must be one of {', '.join(map(repr, spec.choices))}, not {value!r}"
     if spec.pattern and not re.fullmatch(spec.pattern, str(value)):
@@ -159,5 +226,5 @@ def validate(parameters) -> SetParametersResult:
 
 def read_settings(node) -> Settings:
     """Current values of every parameter as one frozen Settings object."""
-    values = node.get_parameters([spec.name for spec in PARAMS])
-    return Settings(**{spec.name: p.value for spec, p in zip(PARAMS, values, strict=True)})
+    values = [node.get_parameter_or(spec.name) for spec in PARAMS]
+    return Settings(**{spec.name: _value(spec, p) for spec, p in zip(PARAMS, values, strict=True)})

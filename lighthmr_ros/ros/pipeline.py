@@ -53,7 +53,9 @@ class Frame:
     (then ``fov_deg``). received: time.monotonic() when the image arrived (latency is measured from
     it). fallback_stamp_s: the time used for tracking when the header stamp is zero (the node's
     clock, or the bag's log time). rectified: the image is rectified (P describes it, not K and D).
-    stream: the tracker key (one per camera).
+    stream: the tracker key (one per camera). options: this frame's own outputs (markers, debug
+    image, ...) when they differ from the batch's (the node asks for markers only where someone
+    listens); detection settings always come from the batch's options.
     """
 
     image: object
@@ -62,6 +64,7 @@ class Frame:
     fallback_stamp_s: float = 0.0
     rectified: bool = False
     stream: str = ""
+    options: PipelineOptions | None = None
 
 
 @dataclass
@@ -75,6 +78,11 @@ class FrameOutput:
     intrinsics: str = "none"  # where K came from (diagnostics)
     latency: float = 0.0
     error: ImageError | None = None
+
+
+def needs_vertices(opts: PipelineOptions) -> bool:
+    """Whether these outputs need the meshes (the body model pass is skipped otherwise)."""
+    return opts.publish_vertices or opts.markers or opts.debug_image
 
 
 def is_rectified_topic(topic: str) -> bool:
@@ -132,13 +140,13 @@ class FramePipeline:
             ready.append((index, rgb, k, model))
         if not ready:
             return outputs
-        want_vertices = opts.publish_vertices or opts.markers or opts.debug_image
+        want_vertices = any(needs_vertices(frames[index].options or opts) for index, *_ in ready)
         results = self.predictor.predict(
             [rgb for _, rgb, _, _ in ready], K=[k for _, _, k, _ in ready], fov_deg=opts.fov_deg,
             det_threshold=opts.det_threshold, nms_kernel=opts.nms_kernel, max_humans=opts.max_humans,
             with_vertices=want_vertices)
         for (index, rgb, k, model), humans in zip(ready, results, strict=True):
-            outputs[index] = self._finish(frames[index], rgb, k, model, humans, opts)
+            outputs[index] = self._finish(frames[index], rgb, k, model, humans, frames[index].options or opts)
         return outputs
 
     # -- steps --------------------------------------------------------------------------------
