@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from lighthmr_ros.msg import HumanMeshArray  # noqa: E402
 from lighthmr_ros.procs import stop_process  # noqa: E402
@@ -85,6 +85,11 @@ def test_node_process_answers_remapped_topics(how, ros_harness, node_env, python
                 "device"} <= keys
     finally:
         stop_process(proc, sig=signal.SIGINT)
+    # Shutting down (Ctrl-C here; SIGTERM from ros2 launch works the same) clears RViz: a lone DELETEALL.
+    def cleared():
+        return any(len(m.markers) == 1 and m.markers[0].action == Marker.DELETEALL for m in list(markers))
+
+    assert h.wait_for(cleared, 5), "no DELETEALL after shutdown"
     text = log.read_text()
     if not torch.cuda.is_available():
         assert text.count("CUDA is not available") == 1, text[-3000:]
