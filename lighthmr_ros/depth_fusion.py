@@ -37,6 +37,8 @@ class DepthFusionParams:
     """Settings of the correction.
 
     min_pixels: valid, visible pixels needed (at the render scale) before a person is corrected.
+    min_valid_share: share of a person's visible pixels that must hold a valid depth (a person
+        mostly beyond the sensor's range or in a hole of the depth image is left alone).
     min_depth_m, max_depth_m: the sensor's trusted range; readings outside it count as missing.
     inlier_m: band around the median difference within which a pixel agrees.
     min_inlier_share: share of a person's valid pixels that must agree.
@@ -46,6 +48,7 @@ class DepthFusionParams:
     """
 
     min_pixels: int = 30
+    min_valid_share: float = 0.3
     min_depth_m: float = 0.2
     max_depth_m: float = 10.0
     inlier_m: float = 0.15
@@ -60,9 +63,10 @@ class DepthFusionParams:
         if not 0.0 < self.min_depth_m < self.max_depth_m:
             raise ConfigError(f"depth range needs 0 < min_depth_m < max_depth_m, got {self.min_depth_m} "
                               f"and {self.max_depth_m}.")
-        if not (self.inlier_m > 0 and 0 <= self.min_inlier_share <= 1 and self.max_correction > 0):
-            raise ConfigError("depth fusion needs inlier_m > 0, 0 <= min_inlier_share <= 1 "
-                              "and max_correction > 0.")
+        shares_ok = 0 <= self.min_inlier_share <= 1 and 0 <= self.min_valid_share <= 1
+        if not (self.inlier_m > 0 and shares_ok and self.max_correction > 0):
+            raise ConfigError("depth fusion needs inlier_m > 0, min_inlier_share and min_valid_share "
+                              "in [0, 1] and max_correction > 0.")
         if not 0.05 <= self.render_scale <= 1.0:
             raise ConfigError(f"render_scale must lie in [0.05, 1], got {self.render_scale}.")
 
@@ -162,7 +166,7 @@ def estimate_offsets(humans: Sequence[Human], depth_m: np.ndarray, K: np.ndarray
         index += 1
         valid = mine & in_range
         count = int(valid.sum())
-        if count < p.min_pixels:
+        if count < p.min_pixels or count < p.min_valid_share * mine.sum():
             reason = "not visible" if not mine.any() else "too few pixels with valid depth"
             out.append((DepthCorrection(False, pixels=count, reason=reason), 0.0))
             continue

@@ -76,12 +76,17 @@ def test_fusion_survives_missing_depth_and_refuses_without_evidence(scenes):
     truth = _people(ann)
     wrong = _misplace(truth, K, [1.2] * len(truth))
     holes = scene.depth.copy()
-    holes[np.random.default_rng(0).random(holes.shape) < 0.6] = 0.0  # 60 % of the pixels without depth
+    holes[np.random.default_rng(0).random(holes.shape) < 0.5] = 0.0  # half the pixels without depth
     fused, report = fuse_depth(wrong, depth_to_metres(holes, "32FC1"), K, scenes[1], W, H, FULL)
     for h, t, r in zip(fused, truth, report):
         if r.corrected:
             assert np.linalg.norm(h.translation - t.translation) < 0.04
     assert any(r.corrected for r in report)
+    # the first person's pixels beyond the sensor's range (an empty hall behind a near crowd): left alone
+    far = scene.depth.copy()
+    far[scene.mask == 1] = 20.0
+    _, report = fuse_depth(wrong, far, K, scenes[1], W, H, FULL)
+    assert not report[0].corrected and report[0].reason == "too few pixels with valid depth"
     # no depth at all: nobody moves, and the report says why
     fused, report = fuse_depth(wrong, np.full((H, W), np.nan, np.float32), K, scenes[1], W, H, FULL)
     assert not any(r.corrected for r in report)
