@@ -123,6 +123,15 @@ def test_reference_case(case, anny_reference_teacher, anny_reference_cases):
     assert torch.allclose(det.transl[:, 2], det.dist, rtol=1e-6)
 
 
+@pytest.mark.parametrize("case", ["A", "B"])
+def test_blendshape_coefficients_as_upstream(case, anny_reference_teacher, anny_reference_cases):
+    # anny 0.6 no longer returns ``blendshape_coeffs`` (upstream reads it); the body computes them.
+    c = anny_reference_cases[case]
+    got = anny_reference_teacher.body.blendshape_coefficients(torch.from_numpy(c["shape"][:, :6]))
+    assert got.shape == (int(c["n_persons"]), 318)
+    assert abs_err(got, c["body_blendshape_coeffs"]) < 1e-6
+
+
 @pytest.mark.slow
 def test_nobody_above_threshold(anny_reference_teacher, anny_reference_cases):
     x = torch.from_numpy(anny_reference_cases["B"]["input_image"])

@@ -299,6 +299,17 @@ class AnnyFullBody(BodyModel):
     def mean_shape(self) -> torch.Tensor:
         return torch.full((self.spec.num_shape,), 0.5, device=self.faces.device)
 
+    def blendshape_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        """(B, C) Anny's phenotype blendshape coefficients of ``shape`` (B, 6).
+
+        Upstream's forward returned them as ``blendshape_coeffs``; anny 0.6 computes them inside its
+        forward without returning them, so they are computed here from the same inputs by the same
+        anny step (C = 318 with anny 0.6.2's compact blendshapes). Nothing in inference needs them.
+        """
+        phenotypes = {name: shape[:, i].float() for i, name in enumerate(PHENOTYPES)}
+        _, values, local, facial = self.anny.get_tensor_inputs(None, phenotypes, None, None)
+        return self.anny._get_phenotype_blendshape_coefficients(values, local, facial)
+
     def forward(
         self, rotmats: torch.Tensor, shape: torch.Tensor, expression: torch.Tensor | None = None
     ) -> BodyOutput:
