@@ -210,6 +210,17 @@ def test_official_file_missing_weights(tmp_path, anny_reference_state):
 
 
 @pytest.mark.slow
+def test_official_file_with_extra_entries_loads(tmp_path, anny_reference_state, caplog):
+    # upstream's demo loads with strict=False, so files may carry entries the network does not use
+    state = {**anny_reference_state, "training_only.ema_decay": torch.tensor(0.999)}
+    path = tmp_path / "extra_anny.pt"
+    torch.save({"model_state_dict": state, "args": argparse.Namespace(**REFERENCE_ARGS)}, path)
+    model = load_checkpoint(path)
+    assert "ignoring 1 entries" in caplog.text and "training_only.ema_decay" in caplog.text
+    assert torch.equal(model.state_dict()["mlp_dist.2.bias"], anny_reference_state["mlp_dist.2.bias"].float())
+
+
+@pytest.mark.slow
 def test_checkpoint_name_resolves_to_the_cache(tmp_path, monkeypatch, official_file):
     monkeypatch.setenv("LIGHTHMR_CACHE_DIR", str(tmp_path))
     with pytest.raises(CheckpointError, match="lighthmr download multiHMR_672_L_anny --accept-licence"):

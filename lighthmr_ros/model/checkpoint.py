@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import pickle
 import re
@@ -33,6 +34,8 @@ import torch
 from lighthmr_ros.errors import CheckpointError, LightHMRError
 from lighthmr_ros.model.config import ModelConfig, get_config
 from lighthmr_ros.model.hmr import HMRModel
+
+log = logging.getLogger(__name__)
 
 FORMAT = "lighthmr_ros.checkpoint"
 VERSION = 1
@@ -397,6 +400,13 @@ def load_checkpoint(
         model = create_model(
             config, body_model=body_model if isinstance(body_model, torch.nn.Module) else None
         )
+        # Upstream's demo loads these files with strict=False: tolerate extra entries (never missing ones).
+        own = model.state_dict()
+        extra = sorted(k for k in state if k not in own)
+        if extra:
+            log.warning("Checkpoint %s: ignoring %d entries this architecture does not use (first %r)",
+                        path, len(extra), extra[0])
+            state = {k: v for k, v in state.items() if k in own}
         _load_weights(model, state, path, config.name)
         info = {
             "kind": kind,
