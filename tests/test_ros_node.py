@@ -345,3 +345,11 @@ def test_one_remap_moves_compressed_input_and_deactivate_clears_markers(ros_harn
     status = diagnostics[-1].status[0]
     assert status.level == DiagnosticStatus.OK and "inactive" in status.message
     assert diagnostics[-1].header.stamp.sec > 0
+
+
+def test_diagnostics_keep_coming_with_sim_time_and_no_clock(ros_harness, ros_predictor):
+    """use_sim_time with /clock paused (nobody publishes it): a /clock timer would never fire."""
+    start_node(ros_harness, ros_predictor, use_sim_time=True, diagnostics_period_s=0.2)
+    diagnostics = ros_harness.subscribe(DiagnosticArray, "/diagnostics")
+    assert ros_harness.wait_for(lambda: len(diagnostics) >= 2, 10)
+    assert diagnostics[-1].status[0].message == "no images received"  # active, and says why it is idle
