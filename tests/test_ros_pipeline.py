@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
+pytestmark = [pytest.mark.ros]
+
 from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
