@@ -326,7 +326,6 @@ def _measure_model(spec: dict, opts: BenchOptions, smplx_dir: Path) -> dict:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     image = bench_image()
-    dev = torch.device(opts.device) if opts.device != "auto" else None
     before = _rss_mb()
     entry = build_entry(spec, opts.device, smplx_dir)
     dev = entry.predictor.device
