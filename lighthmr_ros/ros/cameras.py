@@ -165,3 +165,32 @@ class FrameBatcher:
             batch = [(name, frame) for name, frame in self._slots.items() if frame is not None]
             self._slots = dict.fromkeys(self._slots)
             return batch
+
+
+def robot_options(settings, camera: str, body_spec=None, tf: bool = True, points: bool = True) -> dict:
+    """The TF, point cloud, depth fusion and smoothing fields of PipelineOptions for one camera.
+
+    settings: the node's Settings (or anything with the same fields, e.g. the bag tool's). TF frames
+    of camera ``front`` are ``<tf_prefix>front/body_<id>`` when the node serves several cameras
+    (each camera tracks its own ids, so plain ``body_3`` would name two people). Head frames need
+    the body model's BodySpec; without one only body frames are sent. tf/points: whether anyone
+    can receive them (a broadcaster exists, someone subscribes).
+    """
+    from lighthmr_ros.depth_fusion import DepthFusionParams
+    from lighthmr_ros.ros.tf_frames import FrameOptions, head_options
+    from lighthmr_ros.smoothing import params_from_flat
+
+    s = settings
+    out: dict = {}
+    if s.publish_tf and tf:
+        prefix = s.tf_prefix + (f"{camera.strip('/')}/" if camera else "")
+        out["tf"] = head_options(body_spec, prefix) if s.tf_head_frames and body_spec else FrameOptions(prefix)
+    if s.publish_points and points:
+        out["points_voxel_m"] = float(s.points_voxel_m)
+    if s.depth_fusion:
+        out["depth"] = DepthFusionParams(max_depth_m=float(s.depth_max_m))
+        out["depth_max_dt_s"] = float(s.depth_max_dt_s)
+    if s.smoothing:
+        names = ("translation_min_cutoff", "translation_beta", "rotation_min_cutoff", "rotation_beta")
+        out["smoothing"] = params_from_flat({name: getattr(s, f"smoothing_{name}") for name in names})
+    return out

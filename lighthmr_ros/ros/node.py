@@ -21,14 +21,21 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from lighthmr_ros.device import resolve_device
 from lighthmr_ros.errors import LightHMRError
 from lighthmr_ros.msg import HumanMeshArray, MeshTopology
-from lighthmr_ros.ros.cameras import BatchStats, Camera, FrameBatcher, camera_names, camera_topics
+from lighthmr_ros.ros.cameras import (
+    BatchStats,
+    Camera,
+    FrameBatcher,
+    camera_names,
+    camera_topics,
+    robot_options,
+)
 from lighthmr_ros.ros.diagnostics import Stats
 from lighthmr_ros.ros.image import conversion_path
 from lighthmr_ros.ros.intrinsics import camera_model, supported
@@ -36,6 +43,7 @@ from lighthmr_ros.ros.markers import clear_markers
 from lighthmr_ros.ros.messages import topology_msg
 from lighthmr_ros.ros.params import Settings, declare_all, read_settings
 from lighthmr_ros.ros.pipeline import Frame, FramePipeline, PipelineOptions, is_rectified_topic
+from lighthmr_ros.ros.tf_frames import head_options, make_broadcaster
 
 NODE_NAME = "lighthmr_detect"
 WARN_PERIOD_S = 5.0
@@ -53,13 +61,16 @@ def compressed_topic(image_topic: str) -> str:
     return image_topic.rstrip("/") + "/compressed"
 
 
-def pipeline_options(s: Settings, markers: bool, debug_image: bool) -> PipelineOptions:
-    """The node's live parameters as the pipeline's options (markers/debug only when someone listens)."""
+def pipeline_options(s: Settings, markers: bool, debug_image: bool, **robot) -> PipelineOptions:
+    """The node's live parameters as the pipeline's options (markers/debug only when someone listens).
+
+    robot: the TF, point cloud, depth and smoothing options (lighthmr_ros.ros.cameras.robot_options).
+    """
     return PipelineOptions(
         fov_deg=s.fov_deg, det_threshold=s.detection_threshold, nms_kernel=s.nms_kernel_size or None,
         max_humans=s.max_humans, publish_vertices=s.publish_vertices, markers=markers,
         marker_decimation=s.marker_decimation, debug_image=debug_image, tracking=s.tracking,
-        tracking_gate_m=s.tracking_gate_m, tracking_max_age_s=s.tracking_max_age_s)
+        tracking_gate_m=s.tracking_gate_m, tracking_max_age_s=s.tracking_max_age_s, **robot)
 
 
 class DetectNode(LifecycleNode):
@@ -83,6 +94,9 @@ class DetectNode(LifecycleNode):
         self._cameras: dict[str, Camera] = {}  # by name; "" is the single default camera
         self._batcher = FrameBatcher()
         self.batches = BatchStats()
+        self._send_tf = None  # sends TransformStampeds on /tf (tf2_ros, or a TFMessage publisher)
+        self._depth_note = "off"  # what depth fusion did with the last frame (diagnostics)
+        self._body_spec = None  # the body model's joints (head frames)
         self._worker: threading.Thread | None = None
         self._active = False
 
@@ -144,10 +158,20 @@ class DetectNode(LifecycleNode):
                 "humans": self.create_lifecycle_publisher(HumanMeshArray, t.humans, reliable),
                 "markers": self.create_lifecycle_publisher(MarkerArray, t.markers, reliable),
                 "debug_image": self.create_lifecycle_publisher(Image, t.debug_image, sensor_qos("reliable")),
+                "human_points": self.create_lifecycle_publisher(PointCloud2, t.points, reliable),
             }
             prefix = f"{camera.name}/" if camera.name else ""
             self._pubs.update({prefix + kind: pub for kind, pub in camera.publishers.items()})
         self._pubs["mesh_topology"] = self.create_lifecycle_publisher(MeshTopology, "mesh_topology", latched)
+        self._body_spec = getattr(getattr(getattr(self.predictor, "model", None), "body", None), "spec", None)
+        try:  # head frames need the skeleton from the root down to the head
+            head_options(self._body_spec) if self._body_spec is not None else None
+        except LightHMRError as exc:
+            self.get_logger().warning(f"tf_head_frames cannot work with this body model: {exc}")
+            self._body_spec = None
+        self._send_tf = make_broadcaster(self)
+        if self._send_tf is None:
+            self.get_logger().warning("publish_tf cannot work here: neither tf2_ros nor tf2_msgs imports.")
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # A steady clock: with use_sim_time a /clock timer would stop while a bag is paused.
         self._diag_timer = self.create_timer(s.diagnostics_period_s, self._publish_diagnostics,
@@ -181,6 +205,15 @@ class DetectNode(LifecycleNode):
             listening.append(sub.topic_name)
             self._subs += [sub, self.create_subscription(CameraInfo, camera.topics.camera_info, on_info,
                                                          sensor_qos("best_effort"))]
+            camera.depth = None
+            if s.depth_fusion:  # aligned depth: only the newest image is kept, used with the next frame
+
+                def on_depth(msg, camera=camera):
+                    camera.depth = msg
+
+                depth_sub = self.create_subscription(Image, camera.topics.depth, on_depth, sensor_qos("best_effort"))
+                self._subs.append(depth_sub)
+                listening.append(f"{depth_sub.topic_name} (depth)")
         self.pipeline.reset()
         self._batcher.reset(list(self._cameras))
         self._start_worker()
@@ -220,6 +253,7 @@ class DetectNode(LifecycleNode):
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
         self._cameras = {}
+        self._send_tf = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -299,8 +333,11 @@ class DetectNode(LifecycleNode):
             markers_pub, debug_pub = camera.publishers["markers"], camera.publishers["debug_image"]
             want_markers = s.publish_markers and markers_pub.get_subscription_count() > 0
             want_debug = s.publish_debug_image and debug_pub.get_subscription_count() > 0
-            frame.options = pipeline_options(s, want_markers, want_debug)
+            want_points = s.publish_points and camera.publishers["human_points"].get_subscription_count() > 0
+            robot = robot_options(s, camera.name, self._body_spec, tf=self._send_tf is not None, points=want_points)
+            frame.options = pipeline_options(s, want_markers, want_debug, **robot)
             frame.camera_info = camera.camera_info
+            frame.depth = camera.depth
             frame.rectified = self._rectified(camera)
             frame.fallback_stamp_s = now
         self.batches.add(len(frames))
@@ -319,6 +356,13 @@ class DetectNode(LifecycleNode):
                 pubs["markers"].publish(out.markers_cdr)
             if out.debug_image is not None:
                 pubs["debug_image"].publish(out.debug_image)
+            if out.points_msg is not None:
+                pubs["human_points"].publish(out.points_msg)
+            if out.transforms and self._send_tf is not None:
+                self._send_tf(out.transforms)
+            if out.depth_note.startswith("error"):
+                self.get_logger().warning(f"Depth not used: {out.depth_note}", throttle_duration_sec=WARN_PERIOD_S)
+            self._depth_note = out.depth_note
             self.stats.frame_done(out.latency, len(out.humans), out.intrinsics)
 
     # -- diagnostics ----------------------------------------------------------------------------
@@ -328,7 +372,8 @@ class DetectNode(LifecycleNode):
         p = self.predictor
         extra = {"device": str(p.device) if p else "none", "body_model": p.body_model_name if p else "none",
                  "state": "active" if self._active else "inactive",
-                 "cameras": ", ".join(self._cameras) if len(self._cameras) > 1 else "1", **self.batches.values()}
+                 "cameras": ", ".join(self._cameras) if len(self._cameras) > 1 else "1", **self.batches.values(),
+                 "depth_fusion": self._depth_note}
         report = self.stats.report(f"{self.get_fully_qualified_name()}: human mesh detection", extra["device"],
                                    extra, active=self._active)
         report.header.stamp = self.get_clock().now().to_msg()

@@ -96,10 +96,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("depth_max_m", 10.0, "Farthest depth reading trusted (metres).", LIVE, 0.5, 100.0),
     ParamSpec("smoothing", False, "One-Euro filter per track on translation, shape and joint rotations "
               "(steadier meshes, a little lag).", LIVE),
-    ParamSpec("smoothing_min_cutoff", 0.5, "Translation filter cut-off at rest (Hz; lower: steadier).", LIVE,
-              0.01, 30.0),
-    ParamSpec("smoothing_beta", 2.0, "Translation filter: rise of the cut-off with speed (higher: less lag).",
-              LIVE, 0.0, 100.0),
+    ParamSpec("smoothing_translation_min_cutoff", 0.5, "Translation filter cut-off at rest (Hz; lower: "
+              "steadier).", LIVE, 0.01, 30.0),
+    ParamSpec("smoothing_translation_beta", 2.0, "Translation filter: rise of the cut-off with speed (higher: "
+              "less lag).", LIVE, 0.0, 100.0),
     ParamSpec("smoothing_rotation_min_cutoff", 1.5, "Joint rotation filter cut-off at rest (Hz).", LIVE,
               0.01, 30.0),
     ParamSpec("smoothing_rotation_beta", 0.5, "Joint rotation filter: rise of the cut-off with angular speed.",
@@ -148,8 +148,8 @@ class Settings:
     depth_max_dt_s: float
     depth_max_m: float
     smoothing: bool
-    smoothing_min_cutoff: float
-    smoothing_beta: float
+    smoothing_translation_min_cutoff: float
+    smoothing_translation_beta: float
     smoothing_rotation_min_cutoff: float
     smoothing_rotation_beta: float
 

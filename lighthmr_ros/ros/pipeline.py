@@ -1,9 +1,14 @@
-"""The per-frame pipeline: image message + CameraInfo + stamp -> HumanMeshArray, markers, debug image.
+"""The per-frame pipeline: image message + CameraInfo + stamp -> HumanMeshArray, markers, debug image,
+TF frames and the people's point cloud.
 
 One code path for every caller: the detect node (one frame at a time from its worker), the bag tool
 (frames of a recording) and the multi-camera node (one frame per camera, one Predictor call for the
 batch). Each frame keeps its own intrinsics, tracker (by ``stream``) and stamp rule; what is the
 same for all of them lives here and nowhere else.
+
+Per frame, after the Predictor: depth fusion (an aligned depth image moves each person along its
+camera ray), tracking, smoothing (One-Euro per track), then the messages. Depth comes before
+tracking so that tracks follow the corrected distance; smoothing needs the track ids.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lighthmr_ros.depth_fusion import DepthCorrection, DepthFusionParams, fuse_depth
 from lighthmr_ros.errors import ImageError
 from lighthmr_ros.human import Human
 from lighthmr_ros.overlay import render_overlay
@@ -21,7 +27,9 @@ from lighthmr_ros.ros.image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_
 from lighthmr_ros.ros.intrinsics import CameraModel, Undistorter, camera_model, distort_points, supported
 from lighthmr_ros.ros.markers import humans_to_markers_cdr
 from lighthmr_ros.ros.messages import humans_to_msg
+from lighthmr_ros.ros.tf_frames import FrameOptions, human_transforms
 from lighthmr_ros.ros.tracking import Tracker
+from lighthmr_ros.smoothing import Smoother, SmoothingParams, rebuild_meshes
 
 #: Markers live this many frame periods, so RViz drops people when frames stop coming.
 MARKER_LIFETIME_PERIODS = 3.0
@@ -43,6 +51,11 @@ class PipelineOptions:
     tracking: bool = True
     tracking_gate_m: float = 0.6
     tracking_max_age_s: float = 1.0
+    tf: FrameOptions | None = None  # body_<id> (and head_<id>) transforms; None: none
+    points_voxel_m: float | None = None  # the people's PointCloud2 thinned by this voxel; None: none
+    depth: DepthFusionParams | None = None  # correct distances with Frame.depth; None: ignore depth
+    depth_max_dt_s: float = 0.1  # a depth image farther than this from the colour stamp is not used
+    smoothing: SmoothingParams | None = None  # One-Euro per track; None: off
 
 
 @dataclass
@@ -65,6 +78,7 @@ class Frame:
     rectified: bool = False
     stream: str = ""
     options: PipelineOptions | None = None
+    depth: object | None = None  # the newest aligned depth Image of this camera (16UC1 mm, 32FC1 m)
 
 
 @dataclass
@@ -75,6 +89,9 @@ class FrameOutput:
     markers_cdr: bytes | None = None  # visualization_msgs/MarkerArray, serialised
     debug_image: object | None = None  # sensor_msgs/Image
     humans: list[Human] = dataclasses.field(default_factory=list)
+    transforms: list = dataclasses.field(default_factory=list)  # geometry_msgs/TransformStamped
+    points_msg: object | None = None  # sensor_msgs/PointCloud2
+    depth_note: str = "off"  # depth fusion: "off", "no depth", "depth too old", "error: ...", "used"
     intrinsics: str = "none"  # where K came from (diagnostics)
     latency: float = 0.0
     error: ImageError | None = None
@@ -119,10 +136,12 @@ class FramePipeline:
         self._undistorters: dict[str, Undistorter] = {}
         self._last_stamp: dict[str, float] = {}
         self._period: dict[str, float] = {}
+        self._smoothers: dict[str, Smoother] = {}
 
     def reset(self) -> None:
         """Forget tracks and frame timing (a new recording, a reactivated node)."""
         self._trackers.clear()
+        self._smoothers.clear()
         self._last_stamp.clear()
         self._period.clear()
 
@@ -171,12 +190,18 @@ class FramePipeline:
         stamp = stamp_seconds(header)
         stamp = stamp if stamp > 0 else frame.fallback_stamp_s
         lifetime = self._marker_lifetime(frame.stream, stamp)
+        height, width = rgb.shape[:2]
+        humans, depth_note = self._fuse_depth(frame, humans, k, width, height, stamp, opts)
         if opts.tracking:
             tracker = self._trackers.setdefault(frame.stream, Tracker())
             tracker.gate_m, tracker.max_age_s = opts.tracking_gate_m, opts.tracking_max_age_s
             humans = tracker.update(humans, stamp)
         else:
             humans = [dataclasses.replace(h, id=0) for h in humans]  # HumanMesh: 0 = not tracked
+        if opts.smoothing is not None and opts.tracking:
+            humans = self._smooth(frame.stream, humans, k, stamp, opts.smoothing)
+        else:
+            self._smoothers.pop(frame.stream, None)  # switched off: start afresh when switched on
         debug = None
         if opts.debug_image:  # drawn on the image the network saw (undistorted), with its K
             drawn = render_overlay(rgb, humans, k, joint_parents=self.predictor.joint_parents, alpha=0.6,
@@ -185,15 +210,66 @@ class FramePipeline:
         if model is not None and model.distorted:  # 2D outputs in the raw image's pixels
             humans = [dataclasses.replace(h, center_2d=distort_points(h.center_2d, model),
                                           joints_2d=distort_points(h.joints_2d, model)) for h in humans]
-        height, width = rgb.shape[:2]
         latency = time.monotonic() - frame.received
         msg = humans_to_msg(humans, header, k, self.predictor.body_model_name, width, height,
                             opts.publish_vertices, latency)
+        for human, human_msg in zip(humans, msg.humans, strict=True):
+            correction = human.extras.get("depth_correction")
+            if isinstance(correction, DepthCorrection):  # HumanMesh's depth fields
+                human_msg.depth_corrected = bool(correction.corrected)
+                human_msg.depth_correction_m = float(correction.delta_m)
         markers = None
         if opts.markers:  # serialised bytes: no Python object per point
             markers = humans_to_markers_cdr(humans, header, self.predictor.faces, self.predictor.joint_parents,
                                             opts.marker_decimation, lifetime)
-        return FrameOutput(msg, markers, debug, humans, intrinsics_label(model), latency)
+        out = FrameOutput(msg, markers, debug, humans, intrinsics=intrinsics_label(model), latency=latency,
+                          depth_note=depth_note)
+        if opts.tf is not None:
+            out.transforms = human_transforms(humans, header, opts.tf)
+        if opts.points_voxel_m is not None:
+            from lighthmr_ros.ros.pointcloud import people_cloud
+
+            out.points_msg = people_cloud(humans, header, opts.points_voxel_m)
+        return out
+
+    def _fuse_depth(self, frame: Frame, humans: list[Human], k: np.ndarray, width: int, height: int,
+                    stamp: float, opts: PipelineOptions) -> tuple[list[Human], str]:
+        """Humans moved along their rays by the aligned depth image, and what happened (FrameOutput.depth_note).
+
+        A depth image that cannot be read or is not aligned leaves the people as predicted: depth is
+        an improvement, never a reason to lose a frame.
+        """
+        if opts.depth is None:
+            return humans, "off"
+        if frame.depth is None:
+            return humans, "no depth"
+        depth_stamp = stamp_seconds(frame.depth.header)
+        if depth_stamp > 0 and abs(depth_stamp - stamp) > opts.depth_max_dt_s:
+            return humans, "depth too old"
+        if not humans:
+            return humans, "used"
+        from lighthmr_ros.ros.depth import depth_msg_to_metres
+
+        try:
+            metres = depth_msg_to_metres(frame.depth)
+            fused, _ = fuse_depth(humans, metres, k, self.predictor.faces, width, height, opts.depth)
+        except ImageError as exc:
+            return humans, f"error: {exc}"
+        return fused, "used"
+
+    def _smooth(self, stream: str, humans: list[Human], k: np.ndarray, stamp: float,
+                params: SmoothingParams) -> list[Human]:
+        """One-Euro per track; meshes rebuilt from the filtered pose so that they match the message's pose."""
+        smoother = self._smoothers.setdefault(stream, Smoother(params))
+        smoother.params = params  # live parameters: the filter states are kept
+        smoothed = smoother.update(humans, stamp)
+        moved = [i for i, h in enumerate(smoothed) if h.extras.get("smoothed")]
+        body = getattr(getattr(self.predictor, "model", None), "body", None)
+        if moved and body is not None:
+            rebuilt = rebuild_meshes([smoothed[i] for i in moved], body, k)
+            for i, human in zip(moved, rebuilt, strict=True):
+                smoothed[i] = human
+        return smoothed
 
     def _marker_lifetime(self, stream: str, stamp: float) -> float:
         """A few frame periods of this stream (smoothed), within [MIN, MAX] seconds."""

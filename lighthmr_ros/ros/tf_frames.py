@@ -66,6 +66,10 @@ def head_chain(pose_joint_names: Sequence[str], joint_names: Sequence[str], join
     their rotation is the identity.
     """
     pose_index = {name: i for i, name in enumerate(pose_joint_names)}
+    if pose_joint_names and pose_joint_names[0] not in joint_names:  # SMPL-X: "global_orient" turns the root
+        roots = [j for j, parent in enumerate(joint_parents) if parent < 0]
+        if len(roots) == 1:
+            pose_index.setdefault(joint_names[roots[0]], 0)
     chain = []
     j, root = head_index, head_index
     while j >= 0:
