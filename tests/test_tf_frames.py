@@ -75,19 +75,32 @@ def test_head_chain_follows_the_skeleton():
     assert head_chain(("root", "arm", "spine", "head"), names, parents, 3) == (0, 2, 3)
     with pytest.raises(ConfigError, match="root rotation"):
         head_chain(("spine", "head"), names, parents, 3)
+    # SMPL-X names its first rotation "global_orient", not after the root joint it turns
+    assert head_chain(("global_orient", "spine", "head"), names, parents, 3) == (0, 1, 2)
 
 
 def test_head_frame_turns_with_the_head_bones(anny_body):
-    spec = anny_body.spec
+    _check_head_frame(anny_body)
+
+
+def test_smplx_head_frame_turns_with_the_head_bones(smplx_model_dir):
+    from lighthmr_ros.body import create_body_model
+
+    # only SMPL-X's 55 skeleton joints move rigidly with the head; later ones are surface landmarks
+    _check_head_frame(create_body_model("smplx", model_dir=smplx_model_dir), skeleton=55)
+
+
+def _check_head_frame(body, skeleton: int | None = None):
+    spec = body.spec
     options = head_options(spec)
     rng = np.random.default_rng(0)
     rot = roma.rotvec_to_rotmat(torch.from_numpy(rng.normal(0, 0.3, (spec.num_pose_joints, 3))).float())
-    shape = torch.full((1, 6), 0.5)
+    shape = body.mean_shape()[None]
     with torch.no_grad():
-        posed = anny_body(rot[None], shape)
-        rest = anny_body(anny_body.rest_pose()[None], shape)
+        posed = body(rot[None], shape)
+        rest = body(body.rest_pose()[None], shape)
     head = spec.head_index
-    children = [j for j, p in enumerate(spec.joint_parents) if p == head]
+    children = [j for j, p in enumerate(spec.joint_parents[:skeleton]) if p == head]
     assert children
     joints = (posed.joints[0] - posed.joints[0, 0] + torch.tensor([0.0, 0.0, 3.0])).numpy()
     human = _human(4, roma.rotmat_to_rotvec(rot).numpy(), translation=joints[0], joints=joints)
@@ -132,3 +145,13 @@ def test_frames_arrive_on_tf_over_dds(tf_message_type, ros_harness, rclpy_contex
     t = got[1].transform.translation
     np.testing.assert_allclose([t.x, t.y, t.z], [-1.0, 0.2, 4.0], atol=1e-6)
     np.testing.assert_allclose(_matrix(got[0]), _matrix(frames[0]), atol=1e-9)
+
+
+def test_head_options_for_smplx(smplx_model_dir):
+    from lighthmr_ros.body import create_body_model
+
+    spec = create_body_model("smplx", model_dir=smplx_model_dir).spec
+    options = head_options(spec, prefix="cam/")
+    names = spec.pose_joint_names
+    assert options.head_chain[0] == 0 and names[options.head_chain[-1]] == "head"
+    assert [names[i] for i in options.head_chain[1:]] == ["spine1", "spine2", "spine3", "neck", "head"]
