@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -152,13 +152,13 @@ def estimate_offsets(humans: Sequence[Human], depth_m: np.ndarray, K: np.ndarray
     """Per person: the decision and the depth offset (m, along the optical axis; 0 when refused)."""
     p = params or DepthFusionParams()
     usable = [h.vertices is not None for h in humans]
-    drawn = [h for h, ok in zip(humans, usable) if ok]
+    drawn = [h for h, ok in zip(humans, usable, strict=True) if ok]
     owner, rendered = render_owner_depth(drawn, faces, K, width, height, p.render_scale)
     measured = _sample(depth_m, owner.shape, width, height)
     in_range = np.isfinite(measured) & (measured >= p.min_depth_m) & (measured <= p.max_depth_m)
     out: list[tuple[DepthCorrection, float]] = []
     index = 0
-    for human, ok in zip(humans, usable):
+    for human, ok in zip(humans, usable, strict=True):
         if not ok:
             out.append((DepthCorrection(False, reason="no vertices"), 0.0))
             continue
@@ -226,7 +226,7 @@ def fuse_depth(humans: Sequence[Human], depth_m: np.ndarray, K: np.ndarray, face
     moved: list[Human] = []
     report: list[DepthCorrection] = []
     decisions = estimate_offsets(humans, depth_m, K, faces, width, height, params)
-    for human, (decision, offset) in zip(humans, decisions):
+    for human, (decision, offset) in zip(humans, decisions, strict=True):
         if decision.corrected:
             human, scale, delta = move_along_ray(human, offset, K)
             decision = dataclasses.replace(decision, scale=scale, delta_m=delta)
@@ -285,7 +285,7 @@ def measure_on_scenes(paths: Sequence, predictor, params: DepthFusionParams | No
             continue
         pred_c = np.stack([h.center_2d for h in humans]).astype(np.float64)
         cost = np.linalg.norm(pred_c[:, None] - scene["center_2d"][None].astype(np.float64), axis=-1)
-        for i, g in zip(*linear_sum_assignment(cost)):
+        for i, g in zip(*linear_sum_assignment(cost), strict=True):
             if cost[i, g] > match_px * max(width, height):
                 continue
             truth = scene["transl_pelvis"][g].astype(np.float64)

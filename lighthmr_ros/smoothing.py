@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import roma
@@ -313,7 +313,7 @@ def measure(params: SmoothingParams | None = None, **walk) -> tuple[SmoothingFig
     smoother = Smoother(params)
     out_t, out_p = [], []
     shape = np.zeros(6, dtype=np.float32)
-    for s, t, p in zip(stamps, noisy_t, noisy_p):
+    for s, t, p in zip(stamps, noisy_t, noisy_p, strict=True):
         h = Human(id=1, score=1.0, center_2d=np.zeros(2), translation=t, pose=p, shape=shape,
                   expression=np.zeros(0), joints=np.zeros((1, 3)), joints_2d=np.zeros((1, 2)))
         f = smoother.update([h], float(s))[0]

@@ -45,7 +45,7 @@ def _people(ann) -> list[Human]:
 
 def _misplace(people: list[Human], K, factors) -> list[Human]:
     """The people moved along their rays to ``factor`` x their distance (a wrong monocular depth)."""
-    return [move_along_ray(h, (f - 1.0) * float(h.translation[2]), K)[0] for h, f in zip(people, factors)]
+    return [move_along_ray(h, (f - 1.0) * float(h.translation[2]), K)[0] for h, f in zip(people, factors, strict=True)]
 
 
 def test_fusion_puts_misplaced_people_back(scenes):
@@ -58,7 +58,7 @@ def test_fusion_puts_misplaced_people_back(scenes):
         fused, report = fuse_depth(wrong, scene.depth, K, scenes[1], W, H, FULL)
         seen = [r.corrected for r in report]
         assert sum(seen) >= 1
-        for h, t, r, f in zip(fused, truth, report, factors):
+        for h, t, r, f in zip(fused, truth, report, factors, strict=True):
             if not r.corrected:
                 assert r.reason and r.scale == 1.0
                 continue
@@ -78,7 +78,7 @@ def test_fusion_survives_missing_depth_and_refuses_without_evidence(scenes):
     holes = scene.depth.copy()
     holes[np.random.default_rng(0).random(holes.shape) < 0.5] = 0.0  # half the pixels without depth
     fused, report = fuse_depth(wrong, depth_to_metres(holes, "32FC1"), K, scenes[1], W, H, FULL)
-    for h, t, r in zip(fused, truth, report):
+    for h, t, r in zip(fused, truth, report, strict=True):
         if r.corrected:
             assert np.linalg.norm(h.translation - t.translation) < 0.04
     assert any(r.corrected for r in report)
@@ -91,7 +91,7 @@ def test_fusion_survives_missing_depth_and_refuses_without_evidence(scenes):
     fused, report = fuse_depth(wrong, np.full((H, W), np.nan, np.float32), K, scenes[1], W, H, FULL)
     assert not any(r.corrected for r in report)
     assert all(r.reason in ("too few pixels with valid depth", "not visible") for r in report)
-    for h, w in zip(fused, wrong):
+    for h, w in zip(fused, wrong, strict=True):
         np.testing.assert_array_equal(h.translation, w.translation)
     # depth that has nothing to do with the meshes (noise) is refused, not followed
     noise = np.random.default_rng(1).uniform(0.5, 9.0, (H, W)).astype(np.float32)

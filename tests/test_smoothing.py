@@ -12,8 +12,8 @@ from lighthmr_ros.errors import ConfigError
 from lighthmr_ros.human import Human
 from lighthmr_ros.smoothing import (
     OneEuroParams,
-    SmoothingParams,
     Smoother,
+    SmoothingParams,
     angular_error,
     jitter,
     lag_seconds,

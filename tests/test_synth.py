@@ -148,7 +148,7 @@ def test_scene_files_and_annotations(scene_dir, anny_body):
         uv = np.floor(s["joints_2d"][s["joints_visible"]]).astype(int)
         assert (mask[uv[:, 1], uv[:, 0]] > 0).mean() > 0.9
         inside = ((s["joints_2d"] >= 0) & (s["joints_2d"] < [192, 160])).all(-1) & (s["joints"][..., 2] > 0)
-        for p, k in zip(*np.nonzero(inside & ~s["joints_visible"])):
+        for p, k in zip(*np.nonzero(inside & ~s["joints_visible"]), strict=True):
             x, y = np.floor(s["joints_2d"][p, k]).astype(int)
             assert mask[y, x] not in (0, p + 1)
 
@@ -250,7 +250,7 @@ def test_parallel_workers_write_the_same_scenes(tmp_path):
     one = generate_scenes(tmp_path / "one", 2, seed=5, config=config, progress=False)
     two = generate_scenes(tmp_path / "two", 2, seed=5, config=config, progress=False, workers=2)
     assert one["scenes"] == two["scenes"] == 2 and one["people"] == two["people"]
-    for a, b in zip(list_scenes(tmp_path / "one"), list_scenes(tmp_path / "two")):
+    for a, b in zip(list_scenes(tmp_path / "one"), list_scenes(tmp_path / "two"), strict=True):
         sa, sb = load_scene(a, with_image=True), load_scene(b, with_image=True)
         for key in ("rotmats", "shape", "joints_2d", "joints_visible", "image_rgb"):
             np.testing.assert_array_equal(sa[key], sb[key])

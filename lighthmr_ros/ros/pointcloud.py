@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField

@@ -124,7 +124,7 @@ class PoseSampler:
                 owners.append(j)
         mats = roma.rotvec_to_rotmat(torch.as_tensor(np.array(vecs))) if vecs else None
         rots = torch.eye(3, dtype=torch.float64).repeat(len(self.bones), 1, 1)
-        for mat, j in zip(mats if mats is not None else [], owners):
+        for mat, j in zip(mats if mats is not None else [], owners, strict=True):
             rots[j] = rots[j] @ mat  # components compose in LIMITS order
         mirror = torch.tensor([bone.endswith(".R") for bone in self.bones])
         m = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))

@@ -273,7 +273,7 @@ class SceneGenerator:
         cfg = self.config
         count = int(rng.integers(cfg.min_people, cfg.max_people + 1))
         shapes = np.stack([sample_phenotype(rng) for _ in range(count)])
-        rots, styles = zip(*(self.poses.sample(rng) for _ in range(count)))
+        rots, styles = zip(*(self.poses.sample(rng) for _ in range(count)), strict=True)
         rot_w = torch.stack(rots)
         for i in range(count):
             yaw = math.pi + rng.normal(0, 0.9) if rng.random() < 0.65 else rng.uniform(0, 2 * math.pi)
@@ -321,7 +321,7 @@ class SceneGenerator:
             frags, owner, verts_t, faces_t = self._raster(verts_c[keep], Kt, cam.width, cam.height)
             vis_frac = self._visible_fraction(verts_t, owner, frags.depth, Kt, len(keep), cam.width,
                                               cam.height)
-            low = [k for k, f in zip(keep, vis_frac) if f < self.config.min_visible]
+            low = [k for k, f in zip(keep, vis_frac, strict=True) if f < self.config.min_visible]
             if not low:
                 return keep, frags, owner, verts_t, faces_t, vis_frac
             keep = [k for k in keep if k not in low]
