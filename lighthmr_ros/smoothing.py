@@ -156,7 +156,7 @@ class Smoother:
                 dt = stamp_s - state.stamp_s if state is not None else 0.0
                 fits = state is not None and state.rotations.shape == quats[k].shape \
                     and state.shape.shape == np.shape(h.shape)
-                if not fits or not (0.0 < dt <= p.max_gap_s):
+                if state is None or not fits or not (0.0 < dt <= p.max_gap_s):
                     self._tracks[h.id] = _TrackState(
                         stamp_s, np.asarray(h.translation, dtype=np.float64).reshape(3), np.zeros(3),
                         np.asarray(h.shape, dtype=np.float64).reshape(-1), np.zeros(np.size(h.shape)),
