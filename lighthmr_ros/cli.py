@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "serve": "browser demo (FastAPI)",
     "train": "train or fine-tune a model from a YAML config",
     "distill": "teacher-student distillation from a YAML config",
+    "rehearse": "a shipped training config as shipped, on generated data, under torchrun: killed, resumed",
     "evaluate": "metrics on a data set (MPJPE, PA-MPJPE, PVE, PA-PVE, F1)",
     "synth": "render synthetic multi-person scenes with the Anny body model",
     "export": "export the network to ONNX",
