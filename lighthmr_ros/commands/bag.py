@@ -15,7 +15,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("input", help="input bag: rosbag2 folder, .mcap or .db3 file, or ROS 1 .bag")
     parser.add_argument("output", help="output rosbag2 folder (must not exist unless --overwrite)")
-    parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image or CompressedImage topic")
+    parser.add_argument("--image-topic", required=True, nargs="+", action="extend", metavar="TOPIC",
+                        help="sensor_msgs/Image or CompressedImage topic; several (one per camera) run in batches "
+                             "and each camera gets its own output topics (<namespace>/<camera>/humans, ...)")
+    parser.add_argument("--batch-window", type=float, default=0.05, metavar="S",
+                        help="with several image topics: images logged this close together form one batch")
     parser.add_argument(
         "--camera-info-topic", default=None,
         help="CameraInfo topic (default: <camera>/camera_info when present; 'none': use --fov)",
@@ -37,6 +41,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--no-markers", action="store_true", help="write no MarkerArray")
     out.add_argument("--marker-decimation", type=int, default=8, help="markers show about 1/N of the mesh triangles")
     out.add_argument("--no-tracking", action="store_true", help="leave track ids at 0")
+    out.add_argument("--tf", action="store_true", help="write each tracked person as TF frame body_<id> on /tf")
+    out.add_argument("--tf-head-frames", action="store_true", help="with --tf: also head_<id>")
+    out.add_argument("--tf-prefix", default="", help="with --tf: put before every person frame (e.g. robot1/)")
+    out.add_argument("--points", action="store_true",
+                     help="write <namespace>/human_points: the people as one PointCloud2 (x, y, z, id) per image")
+    out.add_argument("--points-voxel", type=float, default=0.05, metavar="M",
+                     help="voxel size thinning the point cloud (metres; 0: every vertex)")
+    out.add_argument("--smoothing", action="store_true", help="One-Euro filter per track (steadier meshes)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -57,20 +69,39 @@ def run(args: argparse.Namespace) -> int:
     from lighthmr_ros.ros.pipeline import PipelineOptions
 
     _interrupt_on_sigterm()
+    model = ModelOptions(**model_arguments(args))
+    predictor = None
+    tf = None
+    if args.tf:
+        from lighthmr_ros.ros.tf_frames import FrameOptions, head_options
+
+        tf = FrameOptions(prefix=args.tf_prefix)
+        if args.tf_head_frames:  # head frames need the body model's skeleton: build the model first
+            predictor = model.build()
+            tf = head_options(predictor.model.body.spec, args.tf_prefix)
+    smoothing = None
+    if args.smoothing:
+        from lighthmr_ros.smoothing import SmoothingParams
+
+        smoothing = SmoothingParams()
     summary = process_bag(
         args.input,
         args.output,
-        args.image_topic,
+        args.image_topic[0] if len(args.image_topic) == 1 else args.image_topic,
         topics=InputOptions(camera_info_topic=args.camera_info_topic, compressed=args.compressed,
-                            copy_topics=args.copy_topics),
+                            copy_topics=args.copy_topics, batch_window_s=args.batch_window),
         writing=OutputOptions(storage=args.storage, overwrite=args.overwrite, namespace=args.namespace),
         options=PipelineOptions(det_threshold=args.det_threshold, max_humans=args.max_humans, fov_deg=args.fov,
                                 publish_vertices=not args.no_vertices, markers=not args.no_markers,
-                                marker_decimation=args.marker_decimation, tracking=not args.no_tracking),
-        model=ModelOptions(**model_arguments(args)),
+                                marker_decimation=args.marker_decimation, tracking=not args.no_tracking, tf=tf,
+                                points_voxel_m=args.points_voxel if args.points else None, smoothing=smoothing),
+        model=model,
+        predictor=predictor,
         progress=not args.quiet,
     )
     print(f"lighthmr bag: {summary}")
+    if summary.largest_batch > 1:
+        print(f"  batches of up to {summary.largest_batch} images (one per camera)")
     for topic, count in sorted(summary.topics.items()):
         print(f"  {topic}: {count} messages")
     return 0
