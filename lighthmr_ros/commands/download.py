@@ -72,5 +72,6 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         progress=not args.no_progress,
     )
-    print(f"use it with --checkpoint {args.name.removesuffix('.pt')} (file: {result.path})")
+    name = args.name.removesuffix(".pt")
+    print(f"use it with --checkpoint {name} (ROS: checkpoint:={name}); file: {result.path}")
     return 0
