@@ -390,13 +390,52 @@ def train(cfg: TrainConfig, distill: bool = False) -> dict:
         return _train(cfg, info, device)
 
 
-def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
-    info = init_distributed(device)
-    torch.manual_seed(cfg.run.seed + info.rank)
-    out_dir = Path(cfg.run.output_dir)
-    ckpt_dir = out_dir / "checkpoints"
+@dataclasses.dataclass
+class Position:
+    """Where a run is: global step, epoch, and batches already taken in that epoch (what resuming needs)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
+@dataclasses.dataclass
+class Engine:
+    """What one training process holds: model, teacher, the module DDP wraps, optimiser and AMP."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    device: torch.device
+    model: nn.Module
+    distiller: nn.Module | None
+    module: TrainModule
+    ddp: nn.Module  # ``module`` itself, or its DistributedDataParallel wrapper
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    use_amp: bool
+    amp_dtype: torch.dtype
+
+    @property
+    def size(self) -> int:
+        return self.model.config.image_size
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.run.output_dir)
+
+    @property
+    def last(self) -> Path:
+        return self.out_dir / "checkpoints" / "last.pt"
+
+    def autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.use_amp)
+
+
+def build_engine(cfg: TrainConfig, info: DistInfo, device: torch.device) -> Engine:
+    """Model (frozen parts), teacher, DDP wrapper, AdamW (encoder learning-rate scale), LR schedule, AMP."""
     model = build_model(cfg).to(device)
-    size = model.config.image_size
     freeze_parts(model, cfg.run.freeze)
     distiller = None
     if cfg.teacher is not None:
@@ -405,15 +444,13 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
         distiller = Distiller(cfg.teacher, model, device).to(device)
     module = TrainModule(model, distiller.projector if distiller is not None else None).to(device)
     module.train()
-    ddp = module
+    ddp: nn.Module = module
     if info.world > 1:
-        ddp = nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-        )
-    enc = [p for n, p in module.named_parameters() if p.requires_grad and n.startswith("model.backbone.")]
-    rest = [
-        p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("model.backbone.")
-    ]
+        ids = [device.index] if device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    enc = [p for n, p in named if n.startswith("model.backbone.")]
+    rest = [p for n, p in named if not n.startswith("model.backbone.")]
     groups = [
         g
         for g in (
@@ -427,130 +464,174 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.run.max_steps))
     use_amp = cfg.run.amp == "on" or (cfg.run.amp == "auto" and device.type == "cuda")
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    scaler = torch.amp.GradScaler("cuda") if use_amp and device.type == "cuda" else None
+    return Engine(
+        cfg=cfg,
+        info=info,
+        device=device,
+        model=model,
+        distiller=distiller,
+        module=module,
+        ddp=ddp,
+        params=enc + rest,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda") if use_amp and device.type == "cuda" else None,
+        use_amp=use_amp,
+        amp_dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+    )
 
-    def amp_ctx():
-        return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
 
+def resume(engine: Engine) -> Position:
+    """The position saved in ``last.pt`` (weights, optimiser, schedule, RNG restored), or the start."""
+    if not (engine.cfg.run.resume and engine.last.exists()):
+        return Position()
+    st = load_training_state(engine.last, engine.module, engine.optimizer, engine.scheduler, engine.scaler)
+    pos = Position(st["step"], st["epoch"], st["batch_in_epoch"])
+    if engine.info.main:
+        log.info(
+            "resumed %s at step %d (epoch %d, batch %d)", engine.last, pos.step, pos.epoch, pos.batch_in_epoch
+        )
+    return pos
+
+
+def optimizer_step(engine: Engine, total: torch.Tensor) -> float | None:
+    """Backward, optional gradient clipping, optimiser and schedule step; returns the gradient norm."""
+    engine.optimizer.zero_grad(set_to_none=True)
+    if engine.scaler is not None:
+        engine.scaler.scale(total).backward()
+        engine.scaler.unscale_(engine.optimizer)
+    else:
+        total.backward()
+    grad_norm = None
+    if engine.cfg.optim.grad_clip > 0:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(engine.params, engine.cfg.optim.grad_clip))
+    if engine.scaler is not None:
+        engine.scaler.step(engine.optimizer)
+        engine.scaler.update()
+    else:
+        engine.optimizer.step()
+    engine.scheduler.step()
+    return grad_norm
+
+
+def save_checkpoints(engine: Engine, pos: Position) -> None:
+    """Rank 0: ``last.pt`` (to resume) and ``model.pt`` (self-describing, for inference), both atomic."""
+    if not engine.info.main:
+        return
+    cfg = engine.cfg
+    save_training_state(
+        engine.last,
+        engine.module,
+        engine.optimizer,
+        engine.scheduler,
+        engine.scaler,
+        {**dataclasses.asdict(pos), "config": cfg.to_dict()},
+    )
+    from lighthmr_ros.model.checkpoint import save_checkpoint
+
+    prov = {
+        "stage": cfg.name,
+        "step": pos.step,
+        "max_steps": cfg.run.max_steps,
+        "datasets": [dataclasses.asdict(s) for s in cfg.data.train],
+        "teacher": dataclasses.asdict(cfg.teacher) if cfg.teacher else None,
+    }
+    save_checkpoint(engine.out_dir / "model.pt", engine.model, prov)
+
+
+class Reporter:
+    """Rank 0's CSV/TensorBoard log and progress bar; other ranks get one that does nothing."""
+
+    def __init__(self, engine: Engine, start: int, stop: int):
+        self.cfg, self.stop, self.t0 = engine.cfg, stop, time.time()
+        self.metric_log = self.progress = None
+        if not engine.info.main:
+            return
+        engine.out_dir.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        (engine.out_dir / "config.yaml").write_text(yaml.safe_dump(engine.cfg.to_dict(), sort_keys=False))
+        self.metric_log = MetricLog(engine.out_dir, engine.cfg.run.tensorboard)
+        if engine.cfg.run.progress:
+            from tqdm import tqdm
+
+            self.progress = tqdm(
+                total=stop, initial=start, desc=engine.cfg.name, unit="step", dynamic_ncols=True
+            )
+
+    def step(self, step: int, lr: float, losses: dict, grad_norm: float | None) -> None:
+        if self.metric_log is not None and (step % max(1, self.cfg.run.log_every) == 0 or step == self.stop):
+            vals = {"lr": lr, **losses, "time_s": time.time() - self.t0}
+            if grad_norm is not None:
+                vals["grad_norm"] = grad_norm
+            self.metric_log.write(step, vals)
+        if self.progress is not None:
+            self.progress.update(1)
+            self.progress.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}")
+
+    def validation(self, step: int, metrics: dict) -> None:
+        if self.metric_log is not None:
+            self.metric_log.write(
+                step, {f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+            )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        if self.metric_log is not None:
+            self.metric_log.close()
+
+
+def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> dict:
+    info = init_distributed(device)
+    torch.manual_seed(cfg.run.seed + info.rank)
+    engine = build_engine(cfg, info, device)
+    model, distiller, size = engine.model, engine.distiller, engine.size
+    teacher_size = distiller.image_size if distiller is not None else None
     ds, sampler, loader = build_loader(
-        cfg,
-        size,
-        info,
-        pin_memory=device.type == "cuda",
-        teacher_size=distiller.image_size if distiller is not None else None,
+        cfg, size, info, pin_memory=device.type == "cuda", teacher_size=teacher_size
     )
     if distiller is not None:
         distiller.check_cache(len(ds), (model.config.grid, model.config.grid), cfg.data.augment_per_epoch)
-    step = epoch = batch_in_epoch = 0
-    last = ckpt_dir / "last.pt"
-    if cfg.run.resume and last.exists():
-        st = load_training_state(last, module, optimizer, scheduler, scaler)
-        step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
-        if info.main:
-            log.info("resumed %s at step %d (epoch %d, batch %d)", last, step, epoch, batch_in_epoch)
-    metric_log = MetricLog(out_dir, cfg.run.tensorboard) if info.main else None
-    if info.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        import yaml
-
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    pos = resume(engine)
     stop = min(cfg.run.max_steps, cfg.run.stop_after or cfg.run.max_steps)
-    progress = None
-    if info.main and cfg.run.progress:
-        from tqdm import tqdm
-
-        progress = tqdm(total=stop, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
+    reporter = Reporter(engine, pos.step, stop)
     last_losses: dict = {}
-    t0 = time.time()
-
-    def checkpoint(final: bool = False):
-        if not info.main:
-            return
-        save_training_state(
-            last,
-            module,
-            optimizer,
-            scheduler,
-            scaler,
-            {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "config": cfg.to_dict()},
-        )
-        from lighthmr_ros.model.checkpoint import save_checkpoint
-
-        prov = {
-            "stage": cfg.name,
-            "step": step,
-            "max_steps": cfg.run.max_steps,
-            "datasets": [dataclasses.asdict(s) for s in cfg.data.train],
-            "teacher": dataclasses.asdict(cfg.teacher) if cfg.teacher else None,
-        }
-        save_checkpoint(out_dir / "model.pt", model, prov)
-
-    while step < stop:
-        ds.set_epoch(epoch if cfg.data.augment_per_epoch else 0)
-        sampler.set_epoch(epoch, batch_in_epoch)
+    while pos.step < stop:
+        ds.set_epoch(pos.epoch if cfg.data.augment_per_epoch else 0)
+        sampler.set_epoch(pos.epoch, pos.batch_in_epoch)
         for batch in loader:
-            total, losses = compute_step_losses(ddp, model, distiller, batch, cfg, size, device, amp_ctx)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(total).backward()
-                scaler.unscale_(optimizer)
-            else:
-                total.backward()
-            grad_norm = None
-            if cfg.optim.grad_clip > 0:
-                grad_norm = float(
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for g in groups for p in g["params"]], cfg.optim.grad_clip
-                    )
-                )
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            lr = optimizer.param_groups[-1]["lr"]
-            scheduler.step()
-            step += 1
-            batch_in_epoch += 1
+            total, losses = compute_step_losses(
+                engine.ddp, model, distiller, batch, cfg, size, device, engine.autocast
+            )
+            lr = engine.optimizer.param_groups[-1]["lr"]
+            grad_norm = optimizer_step(engine, total)
+            pos.step += 1
+            pos.batch_in_epoch += 1
             last_losses = {"loss": float(total.detach()), **losses}
-            if info.main:
-                if step % max(1, cfg.run.log_every) == 0 or step == stop:
-                    vals = {"lr": lr, **last_losses, "time_s": time.time() - t0}
-                    if grad_norm is not None:
-                        vals["grad_norm"] = grad_norm
-                    metric_log.write(step, vals)
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{last_losses['loss']:.4f}", lr=f"{lr:.2e}")
-            if cfg.run.val_every and step % cfg.run.val_every == 0 and cfg.data.val:
-                metrics = validate(cfg, model, size, device, info)  # every rank: its shard, then a sum
-                if info.main:
-                    metric_log.write(
-                        step, {f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
-                    )
-                module.train()
-            if step % max(1, cfg.run.ckpt_every) == 0 or step == stop:
-                checkpoint()
-            if step >= stop:
+            reporter.step(pos.step, lr, last_losses, grad_norm)
+            if cfg.run.val_every and pos.step % cfg.run.val_every == 0 and cfg.data.val:
+                reporter.validation(
+                    pos.step, validate(cfg, model, size, device, info)
+                )  # every rank: its shard
+                engine.module.train()
+            if pos.step % max(1, cfg.run.ckpt_every) == 0 or pos.step == stop:
+                save_checkpoints(engine, pos)
+            if pos.step >= stop:
                 break
         else:
-            epoch += 1
-            batch_in_epoch = 0
-            continue
-    if progress is not None:
-        progress.close()
-    if metric_log is not None:
-        metric_log.close()
+            pos.epoch += 1
+            pos.batch_in_epoch = 0
+    reporter.close()
     if info.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     summary = {
-        "step": step,
+        "step": pos.step,
         "max_steps": cfg.run.max_steps,
         "losses": last_losses,
-        "checkpoint": str(out_dir / "model.pt"),
-        "state": str(last),
+        "checkpoint": str(engine.out_dir / "model.pt"),
+        "state": str(engine.last),
     }
     if distiller is not None and distiller.cache is not None:
         summary["teacher_cache"] = {"hits": distiller.cache.hits, "misses": distiller.cache.misses}
