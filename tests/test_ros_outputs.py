@@ -179,3 +179,27 @@ def test_smoothing_is_live_and_filters_each_track(ros_harness, ros_predictor):
     run(81, FRAMES[0])  # more than max_gap_s later: the track starts afresh
     faster = run(81, FRAMES[1], 1)
     assert float((faster - t_raw[0]) @ full / (full @ full)) > share
+
+
+def test_depth_images_in_both_encodings_with_padding_and_byte_order():
+    metres = np.array([[0.0, 1.5, 2.25], [np.nan, 10.0, 0.5]], dtype=np.float32)
+    header = Header(frame_id="depth_optical")
+    as_float = depth_msg_to_metres(depth_to_msg(metres, header, "32FC1"))
+    np.testing.assert_array_equal(np.isnan(as_float), [[True, False, False], [True, False, False]])
+    np.testing.assert_allclose(as_float[~np.isnan(as_float)], [1.5, 2.25, 10.0, 0.5])
+    # 16UC1 millimetres, big-endian, rows padded to 8 bytes (a driver's step)
+    mm = np.array([[0, 1500, 2250], [65535, 10000, 500]], dtype=">u2")
+    msg = Image(header=header, height=2, width=3, encoding="16UC1", is_bigendian=1, step=8)
+    msg.data = b"".join(row.tobytes() + b"\xff\xff" for row in mm)
+    got = depth_msg_to_metres(msg)
+    np.testing.assert_allclose(got[0, 1:], [1.5, 2.25])
+    np.testing.assert_allclose(got[1], [65.535, 10.0, 0.5])
+    assert np.isnan(got[0, 0])
+    from lighthmr_ros.errors import ImageError
+
+    with pytest.raises(ImageError, match="not supported"):
+        depth_msg_to_metres(Image(header=header, height=1, width=1, encoding="rgb8", step=3, data=b"abc"))
+    short = depth_to_msg(mm.astype(np.uint16), header, "16UC1")
+    short.data = bytes(short.data)[:-1]
+    with pytest.raises(ImageError, match="does not match"):
+        depth_msg_to_metres(short)
