@@ -138,3 +138,54 @@ def test_cli_takes_several_image_topics(tmp_path, ros_smplx_dir, tf_message_type
     with pytest.raises(BagError, match="several image topics"):
         process_bag(bag, tmp_path / "x", ["/front/image", "/left/image"], topics=InputOptions(
             camera_info_topic="/front/camera_info"), progress=False)
+
+
+def test_depth_topic_corrects_distances_in_bags(tmp_path, ros_predictor):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from lighthmr_ros.depth_fusion import DepthFusionParams, render_owner_depth
+
+    # the untrained test model shows its people in a square wide-angle view (see test_ros_outputs.py)
+    side, fov = 480, 100.0
+    rgb = np.random.default_rng(11).integers(0, 255, (side, side, 3), dtype=np.uint8)
+    K = ros_predictor.default_K(side, side, fov)
+    raw = ros_predictor.predict(rgb, K=K, det_threshold=0.0, max_humans=2)
+    owner, rendered = render_owner_depth(raw, ros_predictor.faces, K, side, side)
+    assert (owner >= 0).sum() > 1000
+    depth_mm = np.where(owner >= 0, np.round((rendered + 0.3) * 1000.0), 0).astype(np.uint16)
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    T = ts.types
+    bag = tmp_path / "rgbd"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        images = writer.add_connection("/cam/color/image_raw", "sensor_msgs/msg/Image", typestore=ts)
+        depths = writer.add_connection("/cam/aligned_depth_to_color/image_raw", "sensor_msgs/msg/Image",
+                                       typestore=ts)
+        for i in range(2):
+            log_time = START_NS + i * PERIOD_NS
+            header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
+                sec=log_time // 10**9, nanosec=log_time % 10**9), frame_id="cam_color_optical")
+            depth = T["sensor_msgs/msg/Image"](header=header, height=side, width=side, encoding="16UC1",
+                                               is_bigendian=0, step=2 * side, data=depth_mm.view(np.uint8).reshape(-1))
+            writer.write(depths, log_time - 1000, ts.serialize_cdr(depth, depth.__msgtype__))
+            image = T["sensor_msgs/msg/Image"](header=header, height=side, width=side, encoding="rgb8",
+                                               is_bigendian=0, step=3 * side, data=rgb.reshape(-1))
+            writer.write(images, log_time, ts.serialize_cdr(image, image.__msgtype__))
+    options = PipelineOptions(det_threshold=0.0, max_humans=2, fov_deg=fov, depth=DepthFusionParams(),
+                              tracking=False)
+    with pytest.raises(BagError, match="one depth topic per image topic"):
+        process_bag(bag, tmp_path / "x", "/cam/color/image_raw", predictor=ros_predictor, options=options,
+                    topics=InputOptions(depth_topics=["/a", "/b"]), progress=False)
+    with pytest.raises(BagError, match="no depth image topic /nope"):
+        process_bag(bag, tmp_path / "x", "/cam/color/image_raw", predictor=ros_predictor, options=options,
+                    topics=InputOptions(depth_topics=["/nope"]), progress=False)
+    process_bag(bag, tmp_path / "out", "/cam/color/image_raw", predictor=ros_predictor, options=options,
+                topics=InputOptions(depth_topics=["/cam/aligned_depth_to_color/image_raw"]), progress=False)
+    messages = [m for _, m in read_bag(tmp_path / "out")["/lighthmr/humans"]]
+    assert len(messages) == 2
+    for msg in messages:
+        assert len(msg.humans) == len(raw) and any(p.depth_corrected for p in msg.humans)
+        for person, before in zip(msg.humans, raw, strict=True):
+            if person.depth_corrected:
+                assert person.translation.z - before.translation[2] == pytest.approx(0.3, abs=0.02)
+                assert person.depth_correction_m > 0.29

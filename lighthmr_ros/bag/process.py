@@ -78,6 +78,9 @@ class InputOptions:
     rectified: None follows the topic name (image_rect*: CameraInfo P), True/False force it.
     batch_window_s: with several image topics, images logged this close to the first one of a
     batch (and of other cameras) run through the Predictor together.
+    depth_topics: aligned depth image topics (16UC1 mm / 32FC1 m), one per image topic, in the same
+    order; used when the pipeline options ask for depth fusion (the newest depth image at each
+    colour image, as in the node).
     """
 
     camera_info_topic: str | None = None
@@ -85,6 +88,7 @@ class InputOptions:
     copy_topics: str | Sequence[str] = "all"
     rectified: bool | None = None
     batch_window_s: float = 0.05
+    depth_topics: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ def process_bag(
         selections = [select_topics(reader, topic, topics.camera_info_topic, topics.compressed, topics.copy_topics)
                       for topic in image_topics]
         cameras = _camera_names(selections)
+        _check_depth(reader, src, topics.depth_topics, len(selections), options.depth is not None)
         total = _check_run(reader, src, dst, selections, cameras, writing)
         tf_type = _tf_type() if options.tf is not None else None
         predictor = predictor or (model or ModelOptions()).build()
@@ -223,6 +228,20 @@ def _tf_type():
         raise BagError(f"writing TF frames needs tf2_msgs ({err}); source your ROS 2 workspace, or leave TF out.") \
             from err
     return TFMessage
+
+
+def _check_depth(reader, src: Path, depth_topics: Sequence[str], cameras: int, fusing: bool) -> None:
+    """Refuse depth settings that cannot work: fusion without depth, a count or topic that does not fit."""
+    if fusing and not depth_topics:
+        raise BagError("depth fusion needs the aligned depth topics (one per image topic).")
+    if depth_topics and len(depth_topics) != cameras:
+        raise BagError(f"give one depth topic per image topic: {cameras} image topics, {len(depth_topics)} depth "
+                       "topics.")
+    types = {topic: info.msgtype for topic, info in reader.topics.items()}
+    for topic in depth_topics:
+        if types.get(topic) != "sensor_msgs/msg/Image":
+            raise BagError(f"{src} has no depth image topic {topic} (sensor_msgs/msg/Image); image topics: "
+                           f"{', '.join(sorted(t for t, m in types.items() if m == 'sensor_msgs/msg/Image'))}.")
 
 
 def _camera_names(selections: Sequence[Selection]) -> list[str]:
@@ -265,6 +284,8 @@ class _Camera:
     rectified: bool
     info: object | None = None
     options: object | None = None  # PipelineOptions with this camera's TF prefix
+    depth_topic: str | None = None
+    depth: object | None = None  # the newest depth Image
     outputs: dict = field(default_factory=dict)  # output connections by kind
 
 
@@ -291,6 +312,10 @@ class _Run:
                                                                           prefix=f"{options.tf.prefix}{name}/"))
             image_type = sensor_msgs.CompressedImage if sel.compressed else sensor_msgs.Image
             self.cameras.append(_Camera(name, sel, image_type, rectified, self._first_camera_info(sel), opts))
+        self.Image = sensor_msgs.Image
+        if options.depth is not None:
+            for camera, depth_topic in zip(self.cameras, topics.depth_topics, strict=True):
+                camera.depth_topic = depth_topic
         self.frames = self.humans = self.skipped = 0
         self.largest_batch = 0
         self.first_error: Exception | None = None
@@ -374,7 +399,7 @@ class _Run:
 
     def _connections(self) -> list:
         """The input connections this run reads: the images, the CameraInfo and the copied topics."""
-        wanted = set()
+        wanted = {c.depth_topic for c in self.cameras if c.depth_topic}
         for sel in self.selections:
             wanted |= {sel.image, *sel.copy, *([sel.camera_info] if sel.camera_info else [])}
         return connections_of(self.reader, sorted(wanted))
@@ -387,12 +412,18 @@ class _Run:
         by_image = {c.id: cam for cam in self.cameras for c in connections_of(self.reader, [cam.selection.image])}
         by_info = {c.id: cam for cam in self.cameras for c in connections
                    if c.topic == cam.selection.camera_info and c.msgtype == CAMERA_INFO}
+        by_depth = {c.id: cam for cam in self.cameras for c in connections if c.topic == cam.depth_topic}
         pending: list[tuple[int, _Camera, object]] = []
         for connection, log_time, raw in iter_messages(self.reader, connections):
             if connection.id in copied:
                 writer.write(copied[connection.id], log_time, self.to_cdr(connection, raw))
             if connection.id in by_info:
                 by_info[connection.id].info = self.deserialize(self.to_cdr(connection, raw), self.CameraInfo)
+            if connection.id in by_depth:
+                try:
+                    by_depth[connection.id].depth = self.deserialize(self.to_cdr(connection, raw), self.Image)
+                except Exception as err:  # a bad depth image: the people stay as predicted
+                    log.warning("skipping depth image at %d ns: %s", log_time, err)
             camera = by_image.get(connection.id)
             if camera is None:
                 continue
@@ -406,7 +437,8 @@ class _Run:
                 self._skip(log_time, err, bar, total, on_frame)
                 continue
             frame = self.Frame(msg, camera.info, received, fallback_stamp_s=log_time * 1e-9,
-                               rectified=camera.rectified, stream=camera.name, options=camera.options)
+                               rectified=camera.rectified, stream=camera.name, options=camera.options,
+                               depth=camera.depth)
             pending.append((log_time, camera, frame))
             if len(pending) == len(self.cameras):
                 yield from self._run_batch(pending, bar, total, on_frame)

@@ -18,6 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-topic", required=True, nargs="+", action="extend", metavar="TOPIC",
                         help="sensor_msgs/Image or CompressedImage topic; several (one per camera) run in batches "
                              "and each camera gets its own output topics (<namespace>/<camera>/humans, ...)")
+    parser.add_argument("--depth-topic", nargs="+", action="extend", default=[], metavar="TOPIC",
+                        help="aligned depth image topics (16UC1 mm or 32FC1 m), one per image topic: correct each "
+                             "person's distance with them (depth fusion, as the node's depth_fusion)")
     parser.add_argument("--batch-window", type=float, default=0.05, metavar="S",
                         help="with several image topics: images logged this close together form one batch")
     parser.add_argument(
@@ -79,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
         if args.tf_head_frames:  # head frames need the body model's skeleton: build the model first
             predictor = model.build()
             tf = head_options(predictor.model.body.spec, args.tf_prefix)
+    depth = None
+    if args.depth_topic:
+        from lighthmr_ros.depth_fusion import DepthFusionParams
+
+        depth = DepthFusionParams()
     smoothing = None
     if args.smoothing:
         from lighthmr_ros.smoothing import SmoothingParams
@@ -89,12 +97,14 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         args.image_topic[0] if len(args.image_topic) == 1 else args.image_topic,
         topics=InputOptions(camera_info_topic=args.camera_info_topic, compressed=args.compressed,
-                            copy_topics=args.copy_topics, batch_window_s=args.batch_window),
+                            copy_topics=args.copy_topics, batch_window_s=args.batch_window,
+                            depth_topics=args.depth_topic),
         writing=OutputOptions(storage=args.storage, overwrite=args.overwrite, namespace=args.namespace),
         options=PipelineOptions(det_threshold=args.det_threshold, max_humans=args.max_humans, fov_deg=args.fov,
                                 publish_vertices=not args.no_vertices, markers=not args.no_markers,
                                 marker_decimation=args.marker_decimation, tracking=not args.no_tracking, tf=tf,
-                                points_voxel_m=args.points_voxel if args.points else None, smoothing=smoothing),
+                                points_voxel_m=args.points_voxel if args.points else None, smoothing=smoothing,
+                                depth=depth),
         model=model,
         predictor=predictor,
         progress=not args.quiet,
