@@ -178,7 +178,8 @@ class DetectNode(LifecycleNode):
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f"Model ready on {self.predictor.device} (body model {self.predictor.body_model_name}, "
-            f"{self.predictor.num_vertices} vertices); images converted by {conversion_path()}.")
+            f"{self.predictor.num_vertices} vertices); images converted by {conversion_path()}; "
+            f"precision {self.predictor.precision_reason}.")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -371,6 +372,7 @@ class DetectNode(LifecycleNode):
             return
         p = self.predictor
         extra = {"device": str(p.device) if p else "none", "body_model": p.body_model_name if p else "none",
+                 "precision": getattr(p, "precision_reason", "") if p else "none",
                  "state": "active" if self._active else "inactive",
                  "cameras": ", ".join(self._cameras) if len(self._cameras) > 1 else "1", **self.batches.values(),
                  "depth_fusion": self._depth_note}
