@@ -25,7 +25,7 @@ from lighthmr_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, Letterbox, as_r
 from lighthmr_ros.model import HMRModel, create_model
 from lighthmr_ros.model.camera import default_K as _default_K
 from lighthmr_ros.model.camera import project
-from lighthmr_ros.model.checkpoint import load_checkpoint
+from lighthmr_ros.model.checkpoint import load_checkpoint, model_notice
 from lighthmr_ros.model.hmr import Detections
 from lighthmr_ros.perf import keep_freed_memory, optimize_for_inference, torch_threads
 
@@ -129,6 +129,8 @@ class Predictor:
         self.joint_names = list(spec.joint_names)
         self.joint_parents = list(spec.joint_parents)
         self.num_vertices = spec.num_vertices
+        # What every front end says about this model (a synthetic-only demo checkpoint), or None.
+        self.notice = model_notice(model)
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
