@@ -53,11 +53,14 @@ class Stats:
         with self.lock:
             return Counters(**vars(self.counters))
 
-    def report(self, name: str, hardware_id: str, extra: dict[str, str], active: bool = True) -> DiagnosticArray:
+    def report(self, name: str, hardware_id: str, extra: dict[str, str], active: bool = True,
+               notice: str | None = None) -> DiagnosticArray:
         """A DiagnosticArray over the period since the previous report (resets the latency max).
 
         The header stamp is left to the caller (the node stamps it with its clock). An inactive node
-        is OK without images: it is not listening on purpose.
+        is OK without images: it is not listening on purpose. ``notice`` (the model's own warning, e.g.
+        checkpoint.DEMO_MODEL_NOTICE) keeps an active node at WARN at least: its first clause is the
+        message, after any other problem, and the whole sentence is the ``model_notice`` value.
         """
         now = time.monotonic()
         with self.lock:
@@ -91,5 +94,13 @@ class Stats:
             status.level, status.message = DiagnosticStatus.WARN, "malformed input rejected"
         if c.errors > last.errors:
             status.level, status.message = DiagnosticStatus.ERROR, "frames failed during inference"
+        if notice:
+            values["model_notice"] = notice
+            if active:  # e.g. "synthetic demo model: not trained on real people"
+                summary = notice.split(";", 1)[0]
+                if status.level == DiagnosticStatus.OK:
+                    status.level, status.message = DiagnosticStatus.WARN, summary
+                else:
+                    status.message = f"{status.message}; {summary}"
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         return DiagnosticArray(status=[status])
