@@ -26,6 +26,22 @@ def test_health(web_client, web_predictor):
     assert body["max_upload_bytes"] > 0 and body["max_pixels"] > 0
     assert (body["det_threshold"], body["fov_deg"]) == (0.5, 60.0)
     assert body["precision"] == web_predictor.precision and body["precision_reason"] == web_predictor.precision_reason
+    assert body["notice"] is None  # an untrained student: no synthetic-only provenance to warn about
+
+
+def test_health_says_the_default_model_is_a_synthetic_demo(tmp_path):
+    from lighthmr_ros.model.checkpoint import DEMO_MODEL_NOTICE
+    from lighthmr_ros.web import WebSettings, create_app
+
+    # No checkpoint and no config: the bundled default, loaded in the background as `lighthmr serve` does.
+    app = create_app(None, WebSettings(device="cpu", static_dir=str(tmp_path)))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 300
+        while (body := client.get("/api/health").json())["status"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert body["status"] == "ok", body
+        assert body["notice"] == DEMO_MODEL_NOTICE
+        assert "not trained on real people" in body["notice"] and "multiHMR_672_L_anny" in body["notice"]
 
 
 def test_topology_sent_once_with_etag(web_client, web_predictor):

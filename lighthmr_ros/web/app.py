@@ -303,6 +303,7 @@ def _add_model_routes(app: FastAPI, model: ModelState, settings: WebSettings) ->
             device=str(getattr(worker.predictor, "device", "")) if worker else None,
             precision=getattr(worker.predictor, "precision", None) if worker else None,
             precision_reason=getattr(worker.predictor, "precision_reason", None) if worker else None,
+            notice=getattr(worker.predictor, "notice", None) if worker else None,
             busy=worker.busy if worker else False,
             pending=worker.pending if worker else 0,
             max_upload_bytes=settings.max_upload_bytes,

@@ -75,6 +75,9 @@ class HealthResponse(BaseModel):
     precision: str | None = Field(None, description="the precision the network runs in (fp32, fp16, bf16, int8)")
     precision_reason: str | None = Field(None, description="what was picked and why, in one line "
                                          "(e.g. 'auto -> fp32: this CPU has no native bf16 (CPU AVX2), ...')")
+    notice: str | None = Field(None, description="what the model is, when users must know before trusting it "
+                               "(the bundled synthetic-only demo model: not trained on real people; "
+                               "the page shows it as a banner)")
     busy: bool = Field(description="a prediction is running now")
     pending: int = Field(description="predictions running or waiting")
     max_upload_bytes: int
