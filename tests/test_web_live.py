@@ -114,3 +114,27 @@ def test_browser_renders_meshes_for_upload_and_webcam(live_server, astronaut_fil
     # Streaming: Chromium's fake camera through getUserMedia, frames sent and answered in turn.
     assert report["webcamFrames"] >= 2 and report["webcamStatus"] != "", report
     assert (ARTIFACTS / "browser_astronaut-webcam.png").is_file()
+
+
+@pytest.mark.browser
+def test_browser_shows_the_demo_model_banner(live_server):
+    """The bundled synthetic-only model says what it is: a visible banner with the notice from /api/health."""
+    from lighthmr_ros.model.checkpoint import DEMO_MODEL_NOTICE
+
+    chromium, node = _browser_prerequisites()
+    assert httpx.get(f"{live_server}/api/health").json()["notice"] == DEMO_MODEL_NOTICE
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "browser_demo_notice.png"
+    run = subprocess.run(
+        [node, str(BROWSER_SCRIPT), "--url", f"{live_server}/", "--page-only", "--screenshot", str(screenshot),
+         "--timeout", "120", "--chromium", chromium],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no report from the browser script (rc {run.returncode}):\n{run.stdout}\n{run.stderr}"
+    report = json.loads(lines[-1])
+    assert run.returncode == 0 and report["ok"], report
+    assert not [m for m in report["console"] if m.startswith("pageerror")], report["console"]
+    # The page shows the sentence (its `command` as code, so without the backticks).
+    assert report["notice"] == DEMO_MODEL_NOTICE.replace("`", ""), report
+    assert "not trained on real people" in report["notice"] and " on " in report["health"]

@@ -169,6 +169,11 @@ export default function App() {
             : 'connecting...'}
         </span>
       </header>
+      {health && health.notice ? (
+        <p className="notice" role="alert" data-testid="model-notice">
+          {health.notice.split('`').map((part, i) => (i % 2 ? <code key={i}>{part}</code> : part))}
+        </p>
+      ) : null}
       <section className="controls">
         <label className="button">
           Upload image

@@ -4,6 +4,7 @@
 //   node web/tests/browser.mjs --url http://127.0.0.1:8000/ --image photo.png \
 //        --screenshot out.png [--threshold 0.1] [--timeout 120] [--chromium /usr/bin/chromium]
 //        [--webcam]   then stream Chromium's fake camera (getUserMedia) until 2 frames came back
+//   node web/tests/browser.mjs --url URL --page-only   only load the page: health line and model notice banner
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,10 +20,11 @@ const { values: args } = parseArgs({
     timeout: { type: 'string', default: '120' },
     chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
     webcam: { type: 'boolean', default: false },
+    'page-only': { type: 'boolean', default: false },
   },
 });
-if (!args.url || !args.image) {
-  console.error('usage: browser.mjs --url URL --image FILE [--screenshot FILE] [--threshold T]');
+if (!args.url || (!args.image && !args['page-only'])) {
+  console.error('usage: browser.mjs --url URL (--image FILE | --page-only) [--screenshot FILE] [--threshold T]');
   process.exit(2);
 }
 const timeoutMs = Number(args.timeout) * 1000;
@@ -90,45 +92,53 @@ try {
     { timeout: timeoutMs },
   );
   report.health = await page.textContent('[data-testid="health"]');
-  const started = Date.now();
-  await page.setInputFiles('[data-testid="file-input"]', args.image);
-  await page.waitForFunction(
-    () => {
-      const count = document.querySelector('[data-testid="people-count"]')?.textContent;
-      const status = document.querySelector('[data-testid="status"]');
-      return (count && count !== '-') || (status && status.classList.contains('error'));
-    },
-    null,
-    { timeout: timeoutMs },
-  );
-  // Let the texture load and both views render.
-  await page.waitForTimeout(500);
-  await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
-  report.seconds = (Date.now() - started) / 1000;
-  report.count = await page.textContent('[data-testid="people-count"]');
-  report.status = await page.textContent('[data-testid="status"]');
-  report.latency = await page.textContent('[data-testid="latency"]');
-  report.overlay = await page.evaluate(countDrawn, 'overlay-canvas');
-  report.scene = await page.evaluate(countDrawn, 'scene-canvas');
-  if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
-  report.ok = /^\d+$/.test(report.count ?? '');
-  if (args.webcam && report.ok) {
-    await page.click('text=Start webcam');
+  // The model's notice banner (the synthetic demo model says what it is), null when the page shows none.
+  const notice = await page.$('[data-testid="model-notice"]');
+  report.notice = notice && (await notice.isVisible()) ? await notice.textContent() : null;
+  if (args['page-only']) {
+    if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
+    report.ok = true;
+  } else {
+    const started = Date.now();
+    await page.setInputFiles('[data-testid="file-input"]', args.image);
     await page.waitForFunction(
       () => {
-        const frames = Number(document.querySelector('[data-testid="webcam-frames"]')?.textContent || 0);
+        const count = document.querySelector('[data-testid="people-count"]')?.textContent;
         const status = document.querySelector('[data-testid="status"]');
-        return frames >= 2 || (status && status.classList.contains('error'));
+        return (count && count !== '-') || (status && status.classList.contains('error'));
       },
       null,
       { timeout: timeoutMs },
     );
-    report.webcamFrames = Number(await page.textContent('[data-testid="webcam-frames"]'));
-    report.webcamStatus = await page.textContent('[data-testid="status"]');
-    report.webcamCount = await page.textContent('[data-testid="people-count"]');
-    if (args.screenshot) await page.screenshot({ path: args.screenshot.replace(/(\.png)?$/, '-webcam.png'), fullPage: true });
-    await page.click('text=Stop webcam');
-    report.ok = report.webcamFrames >= 2;
+    // Let the texture load and both views render.
+    await page.waitForTimeout(500);
+    await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+    report.seconds = (Date.now() - started) / 1000;
+    report.count = await page.textContent('[data-testid="people-count"]');
+    report.status = await page.textContent('[data-testid="status"]');
+    report.latency = await page.textContent('[data-testid="latency"]');
+    report.overlay = await page.evaluate(countDrawn, 'overlay-canvas');
+    report.scene = await page.evaluate(countDrawn, 'scene-canvas');
+    if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
+    report.ok = /^\d+$/.test(report.count ?? '');
+    if (args.webcam && report.ok) {
+      await page.click('text=Start webcam');
+      await page.waitForFunction(
+        () => {
+          const frames = Number(document.querySelector('[data-testid="webcam-frames"]')?.textContent || 0);
+          const status = document.querySelector('[data-testid="status"]');
+          return frames >= 2 || (status && status.classList.contains('error'));
+        },
+        null,
+        { timeout: timeoutMs },
+      );
+      report.webcamFrames = Number(await page.textContent('[data-testid="webcam-frames"]'));
+      report.webcamStatus = await page.textContent('[data-testid="status"]');
+      report.webcamCount = await page.textContent('[data-testid="people-count"]');
+      if (args.screenshot) await page.screenshot({ path: args.screenshot.replace(/(\.png)?$/, '-webcam.png'), fullPage: true });
+      await page.click('text=Stop webcam');
+      report.ok = report.webcamFrames >= 2;
+    }
   }
 } catch (error) {
   report.error = String(error && error.message ? error.message : error);
