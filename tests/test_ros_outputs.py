@@ -203,3 +203,19 @@ def test_depth_images_in_both_encodings_with_padding_and_byte_order():
     short.data = bytes(short.data)[:-1]
     with pytest.raises(ImageError, match="does not match"):
         depth_msg_to_metres(short)
+
+
+def test_cloud_and_depth_get_meshes_even_when_vertices_are_not_published(ros_predictor):
+    from lighthmr_ros.depth_fusion import DepthFusionParams
+    from lighthmr_ros.ros.pipeline import Frame, FramePipeline, PipelineOptions
+
+    pipeline = FramePipeline(ros_predictor)
+    lean = dict(det_threshold=0.0, max_humans=2, publish_vertices=False, markers=False)
+    out = pipeline.process([Frame(frame(90, FRAMES[0]))], PipelineOptions(**lean, points_voxel_m=0.05))[0]
+    assert out.humans and len(cloud_to_points(out.points_msg)) > 0
+    assert all(len(p.vertices) == 0 for p in out.humans_msg.humans)  # the message still leaves them out
+    depth = depth_to_msg(np.full((H, W), 2.0, np.float32), frame(90, FRAMES[0]).header, "32FC1")
+    fusing = PipelineOptions(**lean, depth=DepthFusionParams())
+    out = pipeline.process([Frame(frame(90, FRAMES[0]), depth=depth)], fusing)[0]
+    assert out.depth_note == "used"
+    assert all(h.extras["depth_correction"].reason != "no vertices" for h in out.humans)

@@ -95,6 +95,7 @@ class DetectNode(LifecycleNode):
         self._batcher = FrameBatcher()
         self.batches = BatchStats()
         self._send_tf = None  # sends TransformStampeds on /tf (tf2_ros, or a TFMessage publisher)
+        self._tf_tried = False  # the broadcaster is made when publish_tf is first on
         self._depth_note = "off"  # what depth fusion did with the last frame (diagnostics)
         self._body_spec = None  # the body model's joints (head frames)
         self._worker: threading.Thread | None = None
@@ -169,9 +170,7 @@ class DetectNode(LifecycleNode):
         except LightHMRError as exc:
             self.get_logger().warning(f"tf_head_frames cannot work with this body model: {exc}")
             self._body_spec = None
-        self._send_tf = make_broadcaster(self)
-        if self._send_tf is None:
-            self.get_logger().warning("publish_tf cannot work here: neither tf2_ros nor tf2_msgs imports.")
+        self._make_tf_broadcaster(s)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # A steady clock: with use_sim_time a /clock timer would stop while a bag is paused.
         self._diag_timer = self.create_timer(s.diagnostics_period_s, self._publish_diagnostics,
@@ -254,7 +253,6 @@ class DetectNode(LifecycleNode):
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
         self._cameras = {}
-        self._send_tf = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -276,6 +274,14 @@ class DetectNode(LifecycleNode):
         else:
             self._stop_worker()
         self.destroy_node()
+
+    def _make_tf_broadcaster(self, s: Settings) -> None:
+        """The /tf sender, made once publish_tf is first on (at configure, or when set at run time)."""
+        if s.publish_tf and not self._tf_tried:
+            self._tf_tried = True
+            self._send_tf = make_broadcaster(self)
+            if self._send_tf is None:
+                self.get_logger().warning("publish_tf is on but neither tf2_ros nor tf2_msgs imports: no TF frames.")
 
     # -- input ----------------------------------------------------------------------------------
     def _offer(self, camera: str, msg) -> None:
@@ -329,6 +335,7 @@ class DetectNode(LifecycleNode):
         """One Predictor call for the newest frame of every camera that had one; each camera's own outputs."""
         s = self.settings
         now = self.get_clock().now().nanoseconds * 1e-9  # for images stamped 0
+        self._make_tf_broadcaster(s)
         for frame in frames:
             camera = self._cameras[frame.stream]
             markers_pub, debug_pub = camera.publishers["markers"], camera.publishers["debug_image"]

@@ -99,7 +99,8 @@ class FrameOutput:
 
 def needs_vertices(opts: PipelineOptions) -> bool:
     """Whether these outputs need the meshes (the body model pass is skipped otherwise)."""
-    return opts.publish_vertices or opts.markers or opts.debug_image
+    return (opts.publish_vertices or opts.markers or opts.debug_image or opts.points_voxel_m is not None
+            or opts.depth is not None)
 
 
 def is_rectified_topic(topic: str) -> bool:
