@@ -285,3 +285,22 @@ def test_evaluate_command_wants_all_three_protocol_files(tmp_path, capsys):
         ]
     )
     assert rc == 2 and "needs --h36m-regressor, --smplx2smpl" in capsys.readouterr().err
+
+
+def test_shards_summed_give_the_whole_evaluation(bedlam_root, smplx_body):
+    """What validation on every DDP rank relies on: per-shard totals added up = one pass over all images."""
+    reader = create_dataset("bedlam", bedlam_root[0], split="train")
+
+    def oracle(indices):  # moved, scaled people plus a stray detection per image, for these images in turn
+        return Oracle([reader[i] for i in indices], smplx_body, 224, scale=1.1, shift=(0.3, 0, 0), stray=True)
+
+    n = len(reader)
+    whole = evaluate_model(oracle(range(n)), reader, progress=False)
+    odd, even = range(1, n, 2), range(0, n, 2)
+    other: list[float] = []
+    evaluate_model(oracle(odd), reader, indices=odd, reduce=lambda t: other.extend(t) or t, progress=False)
+    mine = evaluate_model(oracle(even), reader, indices=even, progress=False,
+                          reduce=lambda t: [a + b for a, b in zip(t, other, strict=True)])
+    assert whole["num_matched"] == 8 and whole["false_positives"] == 3 and whole["mpjpe"] > 5.0
+    for key in ("num_gt", "num_matched", "false_positives", "f1", "mpjpe", "pa_mpjpe", "pve", "pa_pve"):
+        assert mine[key] == pytest.approx(whole[key], rel=1e-9), key
