@@ -220,6 +220,8 @@ class DetectNode(LifecycleNode):
         self._active = True
         self._pubs["mesh_topology"].publish(topology_msg(self.predictor))
         self.get_logger().info(f"Listening on {', '.join(listening)} ({s.reliability}, depth 1).")
+        if getattr(self.predictor, "notice", None):  # the synthetic-only demo model: say so, once
+            self.get_logger().warning(self.predictor.notice)
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -384,7 +386,7 @@ class DetectNode(LifecycleNode):
                  "cameras": ", ".join(self._cameras) if len(self._cameras) > 1 else "1", **self.batches.values(),
                  "depth_fusion": self._depth_note}
         report = self.stats.report(f"{self.get_fully_qualified_name()}: human mesh detection", extra["device"],
-                                   extra, active=self._active)
+                                   extra, active=self._active, notice=getattr(p, "notice", None))
         report.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(report)
 
