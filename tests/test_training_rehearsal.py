@@ -60,3 +60,10 @@ def test_shipped_config_survives_sigkill_and_resumes(name, tmp_path):
     if name == "bedlam_distill":  # ViT-L width: the student's 384-wide tokens projected once to 1024
         assert result.command == "distill" and result.teacher == "multihmr_vitl14"
         assert tuple(weights["projector.weight"].shape) == (1024, 384)
+
+
+def test_unknown_config_is_a_sentence(tmp_path, capsys):
+    from lighthmr_ros.cli import main
+
+    assert main(["rehearse", "no_such_stage", "--out", str(tmp_path)]) == 2
+    assert "no stage config" in capsys.readouterr().err

@@ -228,6 +228,9 @@ def rehearse(
             "need ckpt_every < kill_after < steps"
         )
     path = Path(config_path(str(config)))
+    if not path.is_file():
+        raise ConfigError(f"no stage config {path}: name a shipped one (bedlam_distill, 3dpw_finetune, "
+                          "agora_finetune, synthetic_anny) or a YAML file")
     raw = yaml.safe_load(path.read_text()) or {}
     out = Path(out_dir).expanduser().resolve()
     run_dir, console = out / "run", out / "console.log"
