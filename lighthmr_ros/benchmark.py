@@ -19,6 +19,7 @@ preprocess (predict() start -> encoder), encoder, detection (score head, NMS, pe
 decoder (camera rays, HPH, distance), body_model (the body model's forward), postprocess (camera
 placement, rotation vectors, Human records). On CUDA the boundaries are CUDA events.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -150,7 +151,9 @@ def flop_counter():
 
     cpu_flash_flops._get_raw = True  # takes the tensors themselves (FlopCounterMode's convention)
     cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    return FlopCounterMode(display=False, custom_mapping={cpu_flash: cpu_flash_flops} if cpu_flash is not None else None)
+    return FlopCounterMode(
+        display=False, custom_mapping={cpu_flash: cpu_flash_flops} if cpu_flash is not None else None
+    )
 
 
 def count_flops(entry: Entry, image: np.ndarray, persons: int) -> dict[str, float]:
@@ -251,7 +254,9 @@ def machine_info() -> dict:
     return info
 
 
-def entry_specs(sizes, include_teacher, include_student_smplx, onnx, precisions, checkpoint, plain: bool = False) -> list[dict]:
+def entry_specs(
+    sizes, include_teacher, include_student_smplx, onnx, precisions, checkpoint, plain: bool = False
+) -> list[dict]:
     """What to measure: one dict per (model, body model, size, precision, backend).
 
     ``plain``: also the student without lighthmr_ros.perf's model rewrites (BatchNorm folding,
@@ -262,21 +267,67 @@ def entry_specs(sizes, include_teacher, include_student_smplx, onnx, precisions,
     for size in sizes:
         for prec in precisions:
             suffix = f"@{size}" + ("" if prec == "fp32" else f"/{prec}")
-            specs.append({"key": f"student{suffix}", "model": STUDENT, "body_model": None, "image_size": size, "precision": prec,
-                          "backend": "torch", "checkpoint": checkpoint})
+            specs.append(
+                {
+                    "key": f"student{suffix}",
+                    "model": STUDENT,
+                    "body_model": None,
+                    "image_size": size,
+                    "precision": prec,
+                    "backend": "torch",
+                    "checkpoint": checkpoint,
+                }
+            )
             if plain and prec == "fp32":
-                specs.append({"key": f"student_plain{suffix}", "model": STUDENT, "body_model": None, "image_size": size,
-                              "precision": prec, "backend": "torch", "checkpoint": checkpoint, "optimize": False})
+                specs.append(
+                    {
+                        "key": f"student_plain{suffix}",
+                        "model": STUDENT,
+                        "body_model": None,
+                        "image_size": size,
+                        "precision": prec,
+                        "backend": "torch",
+                        "checkpoint": checkpoint,
+                        "optimize": False,
+                    }
+                )
             if include_student_smplx and checkpoint is None:
-                specs.append({"key": f"student_smplx{suffix}", "model": STUDENT, "body_model": "smplx", "image_size": size,
-                              "precision": prec, "backend": "torch", "checkpoint": None})
+                specs.append(
+                    {
+                        "key": f"student_smplx{suffix}",
+                        "model": STUDENT,
+                        "body_model": "smplx",
+                        "image_size": size,
+                        "precision": prec,
+                        "backend": "torch",
+                        "checkpoint": None,
+                    }
+                )
             if onnx and prec == "fp32":  # onnxruntime: fp32 (same outputs as torch) and int8 (approximate)
                 for key, onnx_prec in (("student_onnx", "fp32"), ("student_onnx_int8", "int8")):
-                    specs.append({"key": f"{key}{suffix}", "model": STUDENT, "body_model": None, "image_size": size,
-                                  "precision": onnx_prec, "backend": "onnxruntime", "checkpoint": checkpoint})
+                    specs.append(
+                        {
+                            "key": f"{key}{suffix}",
+                            "model": STUDENT,
+                            "body_model": None,
+                            "image_size": size,
+                            "precision": onnx_prec,
+                            "backend": "onnxruntime",
+                            "checkpoint": checkpoint,
+                        }
+                    )
             if include_teacher:
-                specs.append({"key": f"teacher{suffix}", "model": TEACHER, "body_model": "smplx", "image_size": size,
-                              "precision": prec, "backend": "torch", "checkpoint": None})
+                specs.append(
+                    {
+                        "key": f"teacher{suffix}",
+                        "model": TEACHER,
+                        "body_model": "smplx",
+                        "image_size": size,
+                        "precision": prec,
+                        "backend": "torch",
+                        "checkpoint": None,
+                    }
+                )
     return specs
 
 
@@ -294,11 +345,29 @@ def build_entry(spec: dict, device, smplx_dir: Path) -> Entry:
         if ckpt:
             ckpt = load_checkpoint(ckpt, smplx_model_dir=smplx_dir)
         else:
-            ckpt = create_model(spec["model"], body_model=spec["body_model"], smplx_model_dir=smplx_dir, image_size=spec["image_size"])
+            ckpt = create_model(
+                spec["model"], body_model=spec["body_model"], smplx_model_dir=smplx_dir, image_size=spec["image_size"]
+            )
         spec = {**spec, "image_size": None}
-    pred = Predictor(checkpoint=ckpt, config=None if ckpt else spec["model"], device=device, precision=spec["precision"],
-                     body_model=spec["body_model"], smplx_model_dir=smplx_dir, image_size=spec["image_size"], **kwargs)
-    return Entry(spec["key"], pred.model.config.name, pred.body_model_name, pred.image_size, spec["precision"], spec["backend"], pred)
+    pred = Predictor(
+        checkpoint=ckpt,
+        config=None if ckpt else spec["model"],
+        device=device,
+        precision=spec["precision"],
+        body_model=spec["body_model"],
+        smplx_model_dir=smplx_dir,
+        image_size=spec["image_size"],
+        **kwargs,
+    )
+    return Entry(
+        spec["key"],
+        pred.model.config.name,
+        pred.body_model_name,
+        pred.image_size,
+        spec["precision"],
+        spec["backend"],
+        pred,
+    )
 
 
 @dataclass(frozen=True)
@@ -330,9 +399,11 @@ def _measure_model(spec: dict, opts: BenchOptions, smplx_dir: Path) -> dict:
     entry = build_entry(spec, opts.device, smplx_dir)
     dev = entry.predictor.device
     built = _rss_mb()
-    result = {"params_m": count_params(entry.predictor.model),
-              "gflops": count_flops(entry, image, opts.persons) if entry.backend == "torch" else None,
-              "body_vertices": int(entry.predictor.num_vertices)}
+    result = {
+        "params_m": count_params(entry.predictor.model),
+        "gflops": count_flops(entry, image, opts.persons) if entry.backend == "torch" else None,
+        "body_vertices": int(entry.predictor.num_vertices),
+    }
     cuda = dev.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -346,24 +417,48 @@ def _measure_model(spec: dict, opts: BenchOptions, smplx_dir: Path) -> dict:
     elif cuda:
         torch.cuda.synchronize()
         params = sum(p.numel() * p.element_size() for p in entry.predictor.model.parameters()) / 2**20
-        result["memory"] = {"model_mb": params, "forward_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20 - base,
-                            "method": "torch.cuda.max_memory_allocated"}
+        result["memory"] = {
+            "model_mb": params,
+            "forward_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20 - base,
+            "method": "torch.cuda.max_memory_allocated",
+        }
     elif peak_reset:
-        result["memory"] = {"model_mb": built - before, "forward_peak_mb": _peak_rss_mb() - built,
-                            "method": "fresh process, VmRSS/VmHWM"}
+        result["memory"] = {
+            "model_mb": built - before,
+            "forward_peak_mb": _peak_rss_mb() - built,
+            "method": "fresh process, VmRSS/VmHWM",
+        }
     else:
-        result["memory"] = {"model_mb": None, "forward_peak_mb": None, "process_peak_mb": _peak_rss_mb(),
-                            "method": "ru_maxrss (process lifetime)"}
+        result["memory"] = {
+            "model_mb": None,
+            "forward_peak_mb": None,
+            "process_peak_mb": _peak_rss_mb(),
+            "method": "ru_maxrss (process lifetime)",
+        }
     load_before = _load_average()
     for _ in range(opts.repeats):
         for k, v in timed_predict(entry, image, opts.persons).items():
             entry.times[k].append(v)
-    return {"entry": {"key": entry.key, "model": entry.model, "body_model": entry.body_model,
-                      "image_size": entry.image_size, "precision": entry.precision, "backend": entry.backend,
-                      "device": str(dev), "precision_reason": entry.predictor.precision_reason},
-            "times": {k: v for k, v in entry.times.items() if v}, "result": result,
-            "process": {"pid": os.getpid(), "threads": torch.get_num_threads(), "cpu": cpu_capability(),
-                        "load_average": [load_before, _load_average()]}}
+    return {
+        "entry": {
+            "key": entry.key,
+            "model": entry.model,
+            "body_model": entry.body_model,
+            "image_size": entry.image_size,
+            "precision": entry.precision,
+            "backend": entry.backend,
+            "device": str(dev),
+            "precision_reason": entry.predictor.precision_reason,
+        },
+        "times": {k: v for k, v in entry.times.items() if v},
+        "result": result,
+        "process": {
+            "pid": os.getpid(),
+            "threads": torch.get_num_threads(),
+            "cpu": cpu_capability(),
+            "load_average": [load_before, _load_average()],
+        },
+    }
 
 
 def _model_child(spec: dict, opts: BenchOptions, smplx_dir: str, queue) -> None:
@@ -413,8 +508,15 @@ def run_bench(options: BenchOptions | None = None, progress=None, **kwargs) -> d
     with tempfile.TemporaryDirectory(prefix="lighthmr_bench_") as tmp:
         smplx_dir = Path(tmp)
         write_synthetic_smplx(smplx_dir / "SMPLX_NEUTRAL.npz")
-        specs = entry_specs(opts.sizes, opts.include_teacher, opts.include_student_smplx, opts.onnx, precisions,
-                            opts.checkpoint, opts.plain)
+        specs = entry_specs(
+            opts.sizes,
+            opts.include_teacher,
+            opts.include_student_smplx,
+            opts.onnx,
+            precisions,
+            opts.checkpoint,
+            opts.plain,
+        )
         for spec in specs:
             say(f"{spec['key']}: build, warm-up and {opts.repeats} timed forwards in a fresh process")
             measured.append(measure_in_fresh_process(spec, opts, smplx_dir))
@@ -423,17 +525,32 @@ def run_bench(options: BenchOptions | None = None, progress=None, **kwargs) -> d
         times = m["times"]
         lat = {k: statistics.median(v) for k, v in times.items()}
         spread = {k: [min(v), max(v)] for k, v in times.items()}
-        models.append({**m["entry"], "cpu": m["process"]["cpu"], "pid": m["process"]["pid"], "latency_ms": lat, "latency_min_max_ms": spread,
-                       "load_average_before_after": m["process"]["load_average"], **m["result"]})
+        models.append(
+            {
+                **m["entry"],
+                "cpu": m["process"]["cpu"],
+                "pid": m["process"]["pid"],
+                "latency_ms": lat,
+                "latency_min_max_ms": spread,
+                "load_average_before_after": m["process"]["load_average"],
+                **m["result"],
+            }
+        )
     threads = measured[0]["process"]["threads"] if measured else torch.get_num_threads()
     with torch_threads(threads):  # the machine info states the thread count the models ran with
         machine = {**machine_info(), "load_average_start": load_start}
     result = {
         "machine": machine,
         "settings": {
-            "sizes": list(opts.sizes), "repeats": opts.repeats, "warmup": opts.warmup, "persons": opts.persons,
-            "image": f"{IMAGE_WH[0]}x{IMAGE_WH[1]} RGB", "device": str(dev), "precisions": precisions,
-            "threads": threads, "cpu": cpu_capability(),
+            "sizes": list(opts.sizes),
+            "repeats": opts.repeats,
+            "warmup": opts.warmup,
+            "persons": opts.persons,
+            "image": f"{IMAGE_WH[0]}x{IMAGE_WH[1]} RGB",
+            "device": str(dev),
+            "precisions": precisions,
+            "threads": threads,
+            "cpu": cpu_capability(),
             "notes": [
                 f"every forward reconstructs exactly {opts.persons} persons (detection threshold 0, "
                 f"max_humans={opts.persons})",
@@ -458,13 +575,15 @@ def compute_ratios(models: list[dict]) -> dict:
     for m in models:
         if not m["key"].startswith("teacher"):
             continue
-        suffix = m["key"][len("teacher"):]
+        suffix = m["key"][len("teacher") :]
         for student in ("student", "student_smplx"):
             s = by.get(student + suffix)
             if s is None:
                 continue
-            r = {"latency": s["latency_ms"]["total"] / m["latency_ms"]["total"],
-                 "params": s["params_m"]["total"] / m["params_m"]["total"]}
+            r = {
+                "latency": s["latency_ms"]["total"] / m["latency_ms"]["total"],
+                "params": s["params_m"]["total"] / m["params_m"]["total"],
+            }
             if s.get("gflops") and m.get("gflops"):
                 r["gflops"] = s["gflops"]["total"] / m["gflops"]["total"]
                 r["network_latency"] = _network_ms(s) / _network_ms(m)
@@ -474,19 +593,23 @@ def compute_ratios(models: list[dict]) -> dict:
             ratios[f"{student}/teacher{suffix}"] = r
     for m in models:
         if m["key"].startswith("student_plain"):
-            s = by.get("student" + m["key"][len("student_plain"):])
+            s = by.get("student" + m["key"][len("student_plain") :])
             if s:
-                ratios[f"torch_rewrites_speedup{m['key'][len('student_plain'):]}"] = {"latency": m["latency_ms"]["total"] / s["latency_ms"]["total"]}
+                ratios[f"torch_rewrites_speedup{m['key'][len('student_plain') :]}"] = {
+                    "latency": m["latency_ms"]["total"] / s["latency_ms"]["total"]
+                }
         if m["backend"] == "onnxruntime":
             name, suffix = m["key"].split("@", 1)  # student_onnx or student_onnx_int8
             suffix = "@" + suffix
-            tag = "onnx" + name[len("student_onnx"):]  # onnx or onnx_int8
+            tag = "onnx" + name[len("student_onnx") :]  # onnx or onnx_int8
             s = by.get("student" + suffix)
             if s:
                 ratios[f"{tag}_speedup{suffix}"] = {"latency": s["latency_ms"]["total"] / m["latency_ms"]["total"]}
             p = by.get("student_plain" + suffix)
             if p:
-                ratios[f"{tag}_speedup_vs_plain{suffix}"] = {"latency": p["latency_ms"]["total"] / m["latency_ms"]["total"]}
+                ratios[f"{tag}_speedup_vs_plain{suffix}"] = {
+                    "latency": p["latency_ms"]["total"] / m["latency_ms"]["total"]
+                }
             t = by.get("teacher" + suffix)
             if t:
                 ratios[f"{name}/teacher{suffix}"] = {"latency": m["latency_ms"]["total"] / t["latency_ms"]["total"]}
@@ -507,11 +630,15 @@ def format_table(result: dict) -> str:
         vals = [f"{m['params_m']['total']:.2f}", f"{m['gflops']['total']:.1f}" if m.get("gflops") else "-"]
         vals += [f"{lat[s]:.1f}" if s in lat else "-" for s in STAGES]
         mem = m.get("memory") or {}
-        vals += [f"{lat['total']:.1f}"] + [f"{mem[k]:.0f}" if mem.get(k) is not None else "-" for k in ("model_mb", "forward_peak_mb")]
+        vals += [f"{lat['total']:.1f}"] + [
+            f"{mem[k]:.0f}" if mem.get(k) is not None else "-" for k in ("model_mb", "forward_peak_mb")
+        ]
         lines.append(f"{m['key']:<24}{m['body_model']:>6}{m.get('cpu', '-'):>13}" + "".join(f"{v:>12}" for v in vals))
     s = result["settings"]
-    lines.append(f"({s['persons']} persons per forward, {s['image']} image, device {s['device']}, {s['threads']} threads, "
-                 f"median of {s['repeats']} after {s['warmup']} warm-up, each model in a fresh process)")
+    lines.append(
+        f"({s['persons']} persons per forward, {s['image']} image, device {s['device']}, {s['threads']} threads, "
+        f"median of {s['repeats']} after {s['warmup']} warm-up, each model in a fresh process)"
+    )
     if result["ratios"]:
         lines.append("ratios:")
         for k, r in result["ratios"].items():
@@ -542,17 +669,30 @@ def markdown_table(result: dict) -> str:
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in result["models"]:
         lat, mem = m["latency_ms"], m.get("memory") or {}
-        cells = [m["key"], m["body_model"], m.get("cpu", "-"), f"{m['params_m']['total']:.2f}", f"{m['gflops']['total']:.1f}" if m.get("gflops") else "-"]
+        cells = [
+            m["key"],
+            m["body_model"],
+            m.get("cpu", "-"),
+            f"{m['params_m']['total']:.2f}",
+            f"{m['gflops']['total']:.1f}" if m.get("gflops") else "-",
+        ]
         cells += [f"{lat[s]:.1f}" if s in lat else "-" for s in STAGES]
-        cells += [f"**{lat['total']:.1f}**"] + [f"{mem[k]:.0f}" if mem.get(k) is not None else "-" for k in ("model_mb", "forward_peak_mb")]
+        cells += [f"**{lat['total']:.1f}**"] + [
+            f"{mem[k]:.0f}" if mem.get(k) is not None else "-" for k in ("model_mb", "forward_peak_mb")
+        ]
         rows.append("| " + " | ".join(cells) + " |")
     lines = rows + ["", "| ratio | value |", "|---|---|"]
     for k, r in result["ratios"].items():
         lines.append(f"| {k} | " + ", ".join(f"{n} {v:.3f}" for n, v in r.items() if v is not None) + " |")
     node = result.get("node")
     if node:
-        lines += ["", "| node latency | ms | x Predictor |", "|---|---|---|",
-                  f"| Predictor.predict() | {node['predictor_ms']:.1f} | 1.000 |",
-                  f"| node: image published -> HumanMeshArray received | {node['node_end_to_end_ms']:.1f} | {node['ratio_end_to_end']:.3f} |",
-                  f"| node: inside (receive -> publish) | {node['node_internal_ms']:.1f} | {node['ratio_internal']:.3f} |"]
+        lines += [
+            "",
+            "| node latency | ms | x Predictor |",
+            "|---|---|---|",
+            f"| Predictor.predict() | {node['predictor_ms']:.1f} | 1.000 |",
+            f"| node: image published -> HumanMeshArray received | {node['node_end_to_end_ms']:.1f} "
+            f"| {node['ratio_end_to_end']:.3f} |",
+            f"| node: inside (receive -> publish) | {node['node_internal_ms']:.1f} | {node['ratio_internal']:.3f} |",
+        ]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ Precision rule (``auto``): bf16 only where the CPU multiplies bf16 natively (AVX
 fp16 on CUDA, fp32 otherwise. Emulated bf16 is 4-5x slower than fp32 on AVX2-only CPUs, so it is
 never picked there. int8 is never picked by ``auto``: it is an explicit choice.
 """
+
 from __future__ import annotations
 
 import logging
@@ -99,7 +100,7 @@ def resolve_precision(requested: str, device: torch.device | str) -> PrecisionCh
     where = "CUDA" if dev.type == "cuda" else f"CPU {cpu_capability()}"
     if requested != "auto":
         native = dev.type == "cuda" or requested in ("fp32", "int8") or cpu_has_native(requested)
-        note = "" if native else f", emulated on this CPU (slower than fp32)"
+        note = "" if native else ", emulated on this CPU (slower than fp32)"
         return PrecisionChoice(requested, f"{requested} as requested on {where}{note}")
     if dev.type == "cuda":
         return PrecisionChoice("fp16", "auto -> fp16: CUDA multiplies fp16 natively")

@@ -23,6 +23,7 @@ What stays outside the graphs (torch, see onnx_backend.py): letterboxing, the ca
 (it needs K^-1 and is cached per K), score sigmoid + max-pool NMS + peak picking (data-dependent
 sizes), 6D -> rotation matrices, distance, the body model and the camera placement.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -132,8 +133,14 @@ def quantize_int8(onnx_dir: Path) -> dict[str, str]:
         for src, dst in INT8_FILES.items():
             tmp = onnx_dir / f".{dst}.tmp"
             # reduce_range: 7-bit weights, so no u8 x s8 pair sum can saturate int16 (module docstring)
-            quantize_dynamic(str(onnx_dir / src), str(tmp), op_types_to_quantize=["MatMul", "Gemm"],
-                             per_channel=True, reduce_range=True, weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                str(onnx_dir / src),
+                str(tmp),
+                op_types_to_quantize=["MatMul", "Gemm"],
+                per_channel=True,
+                reduce_range=True,
+                weight_type=QuantType.QInt8,
+            )
             tmp.replace(onnx_dir / dst)
     finally:
         root.setLevel(level)
@@ -167,8 +174,9 @@ def worst_pair_sum(onnx_path: str | Path) -> int:
     return 2 * 255 * widest
 
 
-def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, provenance: dict | None = None,
-                int8: bool = False) -> Path:
+def export_onnx(
+    model: nn.Module, out_dir: str | Path, opset: int = OPSET, provenance: dict | None = None, int8: bool = False
+) -> Path:
     """Write encoder.onnx, decoder.onnx and lighthmr_onnx.json for ``model`` into ``out_dir``
     (and their int8 copies with ``int8``)."""
     out = Path(out_dir).expanduser()
@@ -190,12 +198,26 @@ def export_onnx(model: nn.Module, out_dir: str | Path, opset: int = OPSET, prove
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about python ints from shapes (static S, by design)
         with torch.no_grad():
-            torch.onnx.export(enc, (images,), str(out / ENCODER_FILE), dynamo=False, opset_version=opset,
-                              input_names=["images"], output_names=["tokens", "score_logits"])
+            torch.onnx.export(
+                enc,
+                (images,),
+                str(out / ENCODER_FILE),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["images"],
+                output_names=["tokens", "score_logits"],
+            )
             names = decoder_output_names(model)
-            torch.onnx.export(dec, (tokens, camera, index), str(out / DECODER_FILE), dynamo=False, opset_version=opset,
-                              input_names=["tokens", "camera", "index"], output_names=names,
-                              dynamic_axes={"index": {0: "persons"}, **{n: {0: "persons"} for n in names}})
+            torch.onnx.export(
+                dec,
+                (tokens, camera, index),
+                str(out / DECODER_FILE),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["tokens", "camera", "index"],
+                output_names=names,
+                dynamic_axes={"index": {0: "persons"}, **{n: {0: "persons"} for n in names}},
+            )
     for stale in INT8_FILES.values():  # never leave int8 graphs of other weights beside new fp32 ones
         (out / stale).unlink(missing_ok=True)
     int8_files = quantize_int8(out) if int8 else {}
@@ -224,7 +246,10 @@ def read_meta(onnx_dir: str | Path) -> dict:
     meta_path = path / META_FILE
     missing = [f for f in (ENCODER_FILE, DECODER_FILE, META_FILE) if not (path / f).is_file()]
     if missing:
-        raise ConfigError(f"{path} is not a lighthmr ONNX export (missing {', '.join(missing)}); create it with `lighthmr export --onnx {path}`")
+        raise ConfigError(
+            f"{path} is not a lighthmr ONNX export (missing {', '.join(missing)}); "
+            f"create it with `lighthmr export --onnx {path}`"
+        )
     try:
         return json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 Training and inference must see identical pixels for the same image; both import from here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,7 +57,9 @@ def as_rgb(image) -> np.ndarray:
         elif np.issubdtype(img.dtype, np.integer) and img.max(initial=0) <= 255 and img.min(initial=0) >= 0:
             img = img.astype(np.uint8)
         else:
-            raise ImageError(f"expected uint8 pixels (or floats in [0, 1]), got {img.dtype} with values up to {img.max()}")
+            raise ImageError(
+                f"expected uint8 pixels (or floats in [0, 1]), got {img.dtype} with values up to {img.max()}"
+            )
     return np.ascontiguousarray(img)
 
 

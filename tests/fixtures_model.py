@@ -1,4 +1,5 @@
 """Fixtures of the model area: a synthetic SMPL-X folder, small students, the reference teacher."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,9 @@ def load_reference_teacher(reference_dir):
     """Our teacher built from the reference files with the upstream weights (fp16 -> fp32, strict)."""
     from lighthmr_ros.model import create_model
 
-    model = create_model("multihmr_vits14", smplx_model_dir=reference_dir, mean_params=reference_dir / "smpl_mean_params.npz")
+    model = create_model(
+        "multihmr_vits14", smplx_model_dir=reference_dir, mean_params=reference_dir / "smpl_mean_params.npz"
+    )
     state = torch.load(reference_dir / "state_dict_fp16.pt", map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     return model.eval()
@@ -51,4 +54,6 @@ def student_small(model_smplx_dir):
     from lighthmr_ros.model import create_model
 
     torch.manual_seed(1)
-    return create_model("lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=256).eval()
+    return create_model(
+        "lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=256
+    ).eval()

@@ -2,6 +2,7 @@
 
 No timed asserts: latencies depend on the machine; only structure and size facts are checked.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,24 @@ def tiny_bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = main(["bench", "--sizes", "224", "--repeats", "2", "--warmup", "0", "--persons", "2", "--threads", "1",
-                     "--no-memory", "--json", str(out)])
+        code = main(
+            [
+                "bench",
+                "--sizes",
+                "224",
+                "--repeats",
+                "2",
+                "--warmup",
+                "0",
+                "--persons",
+                "2",
+                "--threads",
+                "1",
+                "--no-memory",
+                "--json",
+                str(out),
+            ]
+        )
     assert code == 0
     return json.loads(out.read_text()), buf.getvalue()
 
@@ -73,8 +90,18 @@ def test_bench_prints_table_and_ratios(tiny_bench):
 def test_memory_is_measured_per_model_in_a_fresh_process():
     from lighthmr_ros.benchmark import BenchOptions, run_bench
 
-    result = run_bench(BenchOptions(sizes=(224,), repeats=1, warmup=1, persons=1, threads=1, include_teacher=False,
-                                    include_student_smplx=False, memory=True))
+    result = run_bench(
+        BenchOptions(
+            sizes=(224,),
+            repeats=1,
+            warmup=1,
+            persons=1,
+            threads=1,
+            include_teacher=False,
+            include_student_smplx=False,
+            memory=True,
+        )
+    )
     mem = result["models"][0]["memory"]
     assert mem["model_mb"] > 10  # TinyViT + HPH weights alone are about 55 MB in fp32
     assert mem["forward_peak_mb"] >= 0
@@ -92,16 +119,34 @@ def test_ratios_and_table_from_results():
 
     def model(key, total, gflops, params, backend="torch"):
         lat = {s: total / len(STAGES) for s in STAGES} | {"total": total}
-        return {"key": key, "body_model": "smplx", "backend": backend, "latency_ms": lat, "params_m": {"total": params},
-                "gflops": {"total": gflops} if backend == "torch" else None, "memory": {"model_mb": 50.0, "forward_peak_mb": 20.0}}
+        return {
+            "key": key,
+            "body_model": "smplx",
+            "backend": backend,
+            "latency_ms": lat,
+            "params_m": {"total": params},
+            "gflops": {"total": gflops} if backend == "torch" else None,
+            "memory": {"model_mb": 50.0, "forward_peak_mb": 20.0},
+        }
 
-    models = [model("student@448", 100.0, 5.0, 14.0), model("teacher@448", 500.0, 40.0, 31.0),
-              model("student_onnx@448", 50.0, 0, 14.0, backend="onnxruntime")]
+    models = [
+        model("student@448", 100.0, 5.0, 14.0),
+        model("teacher@448", 500.0, 40.0, 31.0),
+        model("student_onnx@448", 50.0, 0, 14.0, backend="onnxruntime"),
+    ]
     ratios = compute_ratios(models)
     assert ratios["student/teacher@448"]["latency"] == pytest.approx(0.2)
     assert ratios["student/teacher@448"]["gflops"] == pytest.approx(0.125)
     assert ratios["onnx_speedup@448"]["latency"] == pytest.approx(2.0)
-    settings = {"persons": 4, "image": "640x480 RGB", "device": "cpu", "threads": 2, "repeats": 5, "warmup": 2, "notes": []}
+    settings = {
+        "persons": 4,
+        "image": "640x480 RGB",
+        "device": "cpu",
+        "threads": 2,
+        "repeats": 5,
+        "warmup": 2,
+        "notes": [],
+    }
     table = format_table({"models": models, "settings": settings, "ratios": ratios})
     assert "student_onnx@448" in table and "onnx_speedup@448" in table
 

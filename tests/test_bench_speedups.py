@@ -1,4 +1,5 @@
 """Inference rewrites of lighthmr_ros.perf: same outputs, applied only to the Predictor's own models."""
+
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,9 @@ def student224(model_smplx_dir):
     from lighthmr_ros.model import create_model
 
     torch.manual_seed(3)
-    model = create_model("lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=224).eval()
+    model = create_model(
+        "lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=224
+    ).eval()
     # Non-trivial BatchNorm statistics, so that a wrong fold would show.
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -57,7 +60,9 @@ def test_predictor_leaves_a_given_model_untouched(student224):
 def test_predictor_folds_its_own_model(model_smplx_dir):
     from lighthmr_ros.inference import Predictor
 
-    pred = Predictor(config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=64, device="cpu")
+    pred = Predictor(
+        config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=64, device="cpu"
+    )
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in pred.model.modules())
     assert len(pred.predict(np.zeros((40, 60, 3), np.uint8), det_threshold=0.0, max_humans=1)) == 1
 
@@ -78,10 +83,10 @@ def test_build_off_main_thread_returns_and_raises():
 
 def test_onednn_linear_equals_linear_and_falls_back():
     """The oneDNN layer computes F.linear (+ GELU), and plain F.linear wherever the fast op must not run."""
+    from timm.layers import Mlp
     from torch.utils.flop_counter import FlopCounterMode
 
     from lighthmr_ros.perf.onednn import OneDNNLinear, onednn_linears
-    from timm.layers import Mlp
 
     torch.manual_seed(0)
     mlp = Mlp(24, 96, 24).eval()
@@ -123,16 +128,23 @@ def test_keep_freed_memory_is_process_wide_and_respects_user_tunables(tmp_path):
     import subprocess
     import sys
 
-    code = ("import numpy as np, torch\n"
-            "from lighthmr_ros.inference import Predictor\n"
-            "from lighthmr_ros.perf import heap_kept\n"
-            "p = Predictor(config='lighthmr_tinyvit5m', image_size=64, device='cpu')\n"
-            "print('KEPT', heap_kept())\n")
+    code = (
+        "import numpy as np, torch\n"
+        "from lighthmr_ros.inference import Predictor\n"
+        "from lighthmr_ros.perf import heap_kept\n"
+        "p = Predictor(config='lighthmr_tinyvit5m', image_size=64, device='cpu')\n"
+        "print('KEPT', heap_kept())\n"
+    )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert "KEPT True" in out.stdout, out.stderr[-2000:]
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_TRIM_THRESHOLD_": "131072"},
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "MALLOC_TRIM_THRESHOLD_": "131072"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "KEPT False" in out.stdout, out.stderr[-2000:]
 
 
@@ -144,14 +156,26 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(model_smplx_dir, monkeypatch, c
 
     monkeypatch.setattr(inference, "cpu_has_native", lambda precision: False)
     with caplog.at_level(logging.WARNING, logger="lighthmr_ros.inference"):
-        pred = inference.Predictor(config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir,
-                                   image_size=64, device="cpu", precision="bf16")
+        pred = inference.Predictor(
+            config="lighthmr_tinyvit5m",
+            body_model="smplx",
+            smplx_model_dir=model_smplx_dir,
+            image_size=64,
+            device="cpu",
+            precision="bf16",
+        )
     assert any("bf16 on this CPU is emulated" in r.getMessage() for r in caplog.records)
     humans = pred.predict(np.zeros((40, 60, 3), np.uint8), det_threshold=0.0, max_humans=1)
     assert len(humans) == 1 and np.isfinite(humans[0].vertices).all()
     monkeypatch.setattr(inference, "cpu_has_native", lambda precision: True)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="lighthmr_ros.inference"):
-        inference.Predictor(config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir,
-                            image_size=64, device="cpu", precision="bf16")
+        inference.Predictor(
+            config="lighthmr_tinyvit5m",
+            body_model="smplx",
+            smplx_model_dir=model_smplx_dir,
+            image_size=64,
+            device="cpu",
+            precision="bf16",
+        )
     assert not any("emulated" in r.getMessage() for r in caplog.records)

@@ -1,4 +1,5 @@
 """Body models: SMPL-X on a synthetic file in the real format, and the bundled Anny."""
+
 from __future__ import annotations
 
 import math
@@ -63,10 +64,18 @@ def test_smplx_matches_smplx_own_forward(smplx_body):
     shape, expr = torch.randn(3, 10) * 0.5, torch.randn(3, 10) * 0.5
     out = smplx_body(rot, shape, expr)
     aa = roma.rotmat_to_rotvec(rot)
-    ref = smplx_body.bm_x(betas=shape, expression=expr, global_orient=aa[:, 0], body_pose=aa[:, 1:22].flatten(1),
-                          left_hand_pose=aa[:, 22:37].flatten(1), right_hand_pose=aa[:, 37:52].flatten(1),
-                          jaw_pose=aa[:, 52], leye_pose=torch.zeros(3, 3), reye_pose=torch.zeros(3, 3),
-                          transl=torch.zeros(3, 3))
+    ref = smplx_body.bm_x(
+        betas=shape,
+        expression=expr,
+        global_orient=aa[:, 0],
+        body_pose=aa[:, 1:22].flatten(1),
+        left_hand_pose=aa[:, 22:37].flatten(1),
+        right_hand_pose=aa[:, 37:52].flatten(1),
+        jaw_pose=aa[:, 52],
+        leye_pose=torch.zeros(3, 3),
+        reye_pose=torch.zeros(3, 3),
+        transl=torch.zeros(3, 3),
+    )
     torch.testing.assert_close(out.vertices, ref.vertices, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out.joints, ref.joints, atol=1e-5, rtol=1e-4)
 
@@ -193,7 +202,9 @@ def test_anny_global_orientation_about_the_pelvis(anny_body):
     rot[:, 0] = turn
     turned = anny_body(rot, shape)
     pelvis = base.joints[:, 0:1]
-    torch.testing.assert_close(turned.vertices, (base.vertices - pelvis) @ turn.transpose(1, 2) + pelvis, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        turned.vertices, (base.vertices - pelvis) @ turn.transpose(1, 2) + pelvis, atol=1e-5, rtol=1e-4
+    )
     names = list(anny_body.spec.joint_names)
     assert turned.joints[0, names.index("eye.L"), 2] < turned.joints[0, names.index("head"), 2]
 
@@ -262,7 +273,9 @@ def test_smplx_reproduces_upstream_meshes(reference_dir, case):
     """Upstream Multi-HMR meshes = our body at its predicted rotations, moved to its pelvis translation."""
     body = create_body_model("smplx", model_dir=reference_dir)
     data = np.load(reference_dir / f"case_{case}.npz")
-    out = body(torch.tensor(data["inter_rotmat"]), torch.tensor(data["out_shape"]), torch.tensor(data["out_expression"]))
+    out = body(
+        torch.tensor(data["inter_rotmat"]), torch.tensor(data["out_shape"]), torch.tensor(data["out_expression"])
+    )
     shift = torch.tensor(data["out_transl_pelvis"]) - out.joints[:, body.spec.pelvis_index : body.spec.pelvis_index + 1]
     ref_v, ref_j = torch.tensor(data["out_v3d"]), torch.tensor(data["out_j3d"])
     torch.testing.assert_close(out.vertices + shift, ref_v, atol=2e-5, rtol=1e-4)

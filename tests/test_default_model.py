@@ -7,6 +7,7 @@ the bound here is lower than the 0.8 target. Measured on these 12 scenes: the bu
 PA-MPJPE 183 mm, PVE 284 mm; an untrained student even at threshold 0 F1 28, PA-MPJPE 388 mm,
 PVE 697 mm.
 """
+
 from __future__ import annotations
 
 import logging
@@ -77,12 +78,32 @@ def test_int8_and_bf16_keep_the_default_models_accuracy(tmp_path, capsys):
     assert "cannot saturate" in printed  # 7-bit weights: exact integer arithmetic on AVX2, AVX-512 and VNNI
     assert (export / "encoder.int8.onnx").stat().st_size < 0.5 * (export / "encoder.onnx").stat().st_size
     results = {}
-    runs = (("torch", []), ("int8", ["--backend", "onnxruntime", "--precision", "int8", "--onnx-dir", str(export)]),
-            ("bf16", ["--precision", "bf16"]))
+    runs = (
+        ("torch", []),
+        ("int8", ["--backend", "onnxruntime", "--precision", "int8", "--onnx-dir", str(export)]),
+        ("bf16", ["--precision", "bf16"]),
+    )
     for name, extra in runs:
         out = tmp_path / f"{name}.json"
-        assert main(["evaluate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--dataset", "synthetic", "--root", str(scenes),
-                     "--device", "cpu", "--output", str(out), *extra]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--checkpoint",
+                    str(DEFAULT_CHECKPOINT),
+                    "--dataset",
+                    "synthetic",
+                    "--root",
+                    str(scenes),
+                    "--device",
+                    "cpu",
+                    "--output",
+                    str(out),
+                    *extra,
+                ]
+            )
+            == 0
+        )
         results[name] = json.loads(out.read_text())
     ref, got = results["torch"], results["int8"]
     print({k: {m: round(v[m], 2) for m in ("f1", "pa_mpjpe", "pve", "pa_pve")} for k, v in results.items()})

@@ -3,6 +3,7 @@
 Each test fails if one of these is wrong: the pixel map of resize + pad, the intrinsics given to
 the network, the mapping of 2D outputs back to the original image, or the 3D placement.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -20,7 +21,9 @@ def _project(X, K):
     return (y @ np.asarray(K).T)[..., :2]
 
 
-@pytest.mark.parametrize("hw,uv", [((300, 500), (400.0, 60.0)), ((500, 200), (30.0, 444.0)), ((120, 120), (60.0, 15.0))])
+@pytest.mark.parametrize(
+    "hw,uv", [((300, 500), (400.0, 60.0)), ((500, 200), (30.0, 444.0)), ((120, 120), (60.0, 15.0))]
+)
 def test_letterbox_pixel_map(hw, uv):
     h, w = hw
     img = np.zeros((h, w, 3), np.uint8)
@@ -54,18 +57,32 @@ def test_injected_detection_maps_back(student_smplx):
     assert np.allclose(K_net[0].numpy(), box.map_K(K), atol=1e-4)
     spec = student_smplx.body.spec
     rng = np.random.default_rng(1)
-    joints = rng.uniform([-0.5, -0.9, -0.2], [0.5, 0.9, 0.2], (2, spec.num_joints, 3)) + [[[0.3, 0.2, 4.0]], [[-1.0, 0.5, 6.0]]]
+    joints = rng.uniform([-0.5, -0.9, -0.2], [0.5, 0.9, 0.2], (2, spec.num_joints, 3)) + [
+        [[0.3, 0.2, 4.0]],
+        [[-1.0, 0.5, 6.0]],
+    ]
     head = joints[:, spec.head_index]
     J = torch.tensor(joints, dtype=torch.float32)
     loc = torch.tensor(box.to_network(_project(head, K)), dtype=torch.float32)
     P = 2
     z = torch.zeros
     det = Detections(
-        batch_index=torch.zeros(P, dtype=torch.long), score=torch.tensor([0.9, 0.8]), loc=loc, dist=torch.tensor(head[:, 2]),
-        transl=torch.tensor(head, dtype=torch.float32), transl_pelvis=J[:, spec.pelvis_index],
-        rotmat=torch.eye(3).expand(P, spec.num_pose_joints, 3, 3), rotvec=z(P, spec.num_pose_joints, 3), shape=z(P, spec.num_shape),
-        expression=z(P, spec.num_expression), vertices=z(P, spec.num_vertices, 3), joints=J,
-        joints_2d=project(J, K_net.expand(P, 3, 3)), cells=z(P, 2, dtype=torch.long), offset=z(P, 2), pred_cam=z(P, 3),
+        batch_index=torch.zeros(P, dtype=torch.long),
+        score=torch.tensor([0.9, 0.8]),
+        loc=loc,
+        dist=torch.tensor(head[:, 2]),
+        transl=torch.tensor(head, dtype=torch.float32),
+        transl_pelvis=J[:, spec.pelvis_index],
+        rotmat=torch.eye(3).expand(P, spec.num_pose_joints, 3, 3),
+        rotvec=z(P, spec.num_pose_joints, 3),
+        shape=z(P, spec.num_shape),
+        expression=z(P, spec.num_expression),
+        vertices=z(P, spec.num_vertices, 3),
+        joints=J,
+        joints_2d=project(J, K_net.expand(P, 3, 3)),
+        cells=z(P, 2, dtype=torch.long),
+        offset=z(P, 2),
+        pred_cam=z(P, 3),
         score_map=z(1, 28, 28),
     )
     humans = pred.to_humans(det, boxes, K_orig)[0]
@@ -103,7 +120,7 @@ def test_scaled_image_gives_same_3d(student_smplx):
     K_big = np.array([[800.0, 0, 400.5], [0, 820.0, 360.5], [0, 0, 1]])  # 2x about pixel centres
     a, b = pred.predict([small, big], K=[K_small, K_big], det_threshold=0.0, max_humans=4)
     assert len(a) == len(b) == 4
-    for ha, hb in zip(a, b):
+    for ha, hb in zip(a, b, strict=False):
         assert np.allclose(ha.joints, hb.joints, atol=1e-4)
         assert np.allclose(ha.translation, hb.translation, atol=1e-4)
         assert np.allclose(2 * ha.joints_2d + 0.5, hb.joints_2d, atol=1e-2)
@@ -120,7 +137,7 @@ def test_padding_is_undone(student_smplx):
     K_pad = K.copy()
     K_pad[1, 2] += 56
     a, b = pred.predict([img, padded], K=[K, K_pad], det_threshold=0.0, max_humans=4)
-    for ha, hb in zip(a, b):
+    for ha, hb in zip(a, b, strict=False):
         assert np.allclose(ha.joints, hb.joints, atol=1e-4)
         assert np.allclose(ha.center_2d + [0, 56], hb.center_2d, atol=1e-3)
         assert np.allclose(ha.joints_2d + [0, 56], hb.joints_2d, atol=1e-2)

@@ -1,11 +1,20 @@
 """Metrics against hand-computed values."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lighthmr_ros.training.metrics import (DetectionCounts, MetricAccumulator, keypoint_box_iou, match_2d_greedy,
-                                           mpjpe, pa_mpjpe, prf1, procrustes_align)
+from lighthmr_ros.training.metrics import (
+    DetectionCounts,
+    MetricAccumulator,
+    keypoint_box_iou,
+    match_2d_greedy,
+    mpjpe,
+    pa_mpjpe,
+    prf1,
+    procrustes_align,
+)
 
 
 def _rot_z(deg):
@@ -28,7 +37,9 @@ def test_pa_mpjpe_hand_computed():
     # errors: sqrt(.25^2+.25^2), 0.5, sqrt(.25^2+.25^2) -> mean (2*0.353553 + 0.5)/3 m
     gt = np.array([[-1.0, 0, 0], [0, 0, 0], [1, 0, 0]])
     pred = np.array([[-1.0, 0, 0], [0, 1, 0], [1, 0, 0]])
-    np.testing.assert_allclose(procrustes_align(pred, gt), [[-0.75, -0.25, 0], [0, 0.5, 0], [0.75, -0.25, 0]], atol=1e-12)
+    np.testing.assert_allclose(
+        procrustes_align(pred, gt), [[-0.75, -0.25, 0], [0, 0.5, 0], [0.75, -0.25, 0]], atol=1e-12
+    )
     assert pa_mpjpe(pred, gt) == pytest.approx((2 * np.sqrt(0.125) + 0.5) / 3 * 1000, rel=1e-9)
     # MPJPE centred on joint 0: errors 0, |(1,1,0)-(1,0,0)| = 1, 0 -> 333.33 mm
     assert mpjpe(pred, gt, root=0) == pytest.approx(1000 / 3)

@@ -1,4 +1,5 @@
 """Model building blocks, registry, parameter budget, inference and training forwards."""
+
 from __future__ import annotations
 
 import io
@@ -16,7 +17,13 @@ from lighthmr_ros.model.param_counts import count_config
 
 
 def test_registry():
-    assert set(list_models()) >= {"lighthmr_tinyvit5m", "lighthmr_tinyvit5m_256", "multihmr_vits14", "multihmr_vitb14", "multihmr_vitl14"}
+    assert set(list_models()) >= {
+        "lighthmr_tinyvit5m",
+        "lighthmr_tinyvit5m_256",
+        "multihmr_vits14",
+        "multihmr_vitb14",
+        "multihmr_vitl14",
+    }
     cfg = get_config("lighthmr_tinyvit5m", image_size=640)
     assert cfg.image_size == 640 and cfg.grid == 40 and 16 <= cfg.hph_heads <= 24 and cfg.hph_dim == 384
     assert get_config("lighthmr_tinyvit5m_256").hph_dim == 256
@@ -119,7 +126,12 @@ def test_forward_train_gradients(student_smplx):
         assert out["vertices"].shape[0] == out["joints_2d"].shape[0] == out["pred_cam"].shape[0] == 2
         loss = out["score_logits"].mean() + out["vertices"].square().mean() + out["offsets"].mean()
         loss.backward()
-        for name in ("backbone.trunk.patch_embed.conv1.conv.weight", "x_attention_head.decpose.weight", "mlp_classif.0.weight", "mlp_offset.2.weight"):
+        for name in (
+            "backbone.trunk.patch_embed.conv1.conv.weight",
+            "x_attention_head.decpose.weight",
+            "mlp_classif.0.weight",
+            "mlp_offset.2.weight",
+        ):
             g = dict(model.named_parameters())[name].grad
             assert g is not None and g.abs().sum() > 0, name
     finally:
@@ -144,8 +156,14 @@ def test_dinov2_encoder_keys_and_grid():
 
     enc = DinoV2Encoder("dinov2_vits14").eval()
     keys = set(enc.state_dict())
-    assert {"encoder.cls_token", "encoder.pos_embed", "encoder.mask_token", "encoder.patch_embed.proj.weight",
-            "encoder.blocks.11.ls2.gamma", "encoder.norm.bias"} <= keys
+    assert {
+        "encoder.cls_token",
+        "encoder.pos_embed",
+        "encoder.mask_token",
+        "encoder.patch_embed.proj.weight",
+        "encoder.blocks.11.ls2.gamma",
+        "encoder.norm.bias",
+    } <= keys
     with torch.inference_mode():
         tokens, hw = enc(torch.randn(1, 3, 224, 224))
     assert hw == (16, 16) and tokens.shape == (1, 256, 384)
@@ -160,8 +178,12 @@ def test_peak_search_drops_duplicates_but_keeps_neighbours():
     from lighthmr_ros.model.heads import suppress_close_centres
     from lighthmr_ros.model.hmr import HMRModel
 
-    keep = suppress_close_centres(torch.tensor([0, 0, 0, 1]), torch.tensor([[10.0, 10.0], [12.0, 10.0], [30.0, 10.0], [11.0, 10.0]]),
-                                  torch.tensor([0.9, 0.8, 0.7, 0.6]), radius=8.0)
+    keep = suppress_close_centres(
+        torch.tensor([0, 0, 0, 1]),
+        torch.tensor([[10.0, 10.0], [12.0, 10.0], [30.0, 10.0], [11.0, 10.0]]),
+        torch.tensor([0.9, 0.8, 0.7, 0.6]),
+        radius=8.0,
+    )
     assert keep.tolist() == [True, False, True, True]
 
     score_map = torch.full((1, 4, 4), 1e-4)

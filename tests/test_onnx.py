@@ -1,4 +1,5 @@
 """ONNX export and the onnxruntime backend: same outputs as torch eager within onnx_backend.TOLERANCE."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,9 @@ def small_student(model_smplx_dir):
     from lighthmr_ros.model import create_model
 
     torch.manual_seed(1)
-    return create_model("lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=224).eval()
+    return create_model(
+        "lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=224
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,13 @@ def test_decoder_graph_takes_any_number_of_people(small_student, exported):
     with torch.inference_mode():
         camera = small_student.camera(small_student.camera_rays(K, (grid, grid)))
         for index in (torch.tensor([17]), torch.tensor([0, 9, 50, 101, grid * grid - 1])):
-            outs = dict(zip([o.name for o in sess.get_outputs()],
-                            sess.run(None, {"tokens": tokens.numpy(), "camera": camera.numpy(), "index": index.numpy()})))
+            outs = dict(
+                zip(
+                    [o.name for o in sess.get_outputs()],
+                    sess.run(None, {"tokens": tokens.numpy(), "camera": camera.numpy(), "index": index.numpy()}),
+                    strict=False,
+                )
+            )
             b = torch.zeros_like(index)
             rows, cols = index // grid, index % grid
             context = torch.cat([tokens, camera], dim=-1)
@@ -70,7 +78,9 @@ def test_predictor_onnxruntime_backend_from_exported_checkpoint(small_student, m
 
     ckpt = save_checkpoint(tmp_path / "student.pt", small_student, provenance={"test": "onnx"})
     out = tmp_path / "onnx"
-    assert main(["export", "--onnx", str(out), "--checkpoint", str(ckpt), "--smplx-model-dir", str(model_smplx_dir)]) == 0
+    assert (
+        main(["export", "--onnx", str(out), "--checkpoint", str(ckpt), "--smplx-model-dir", str(model_smplx_dir)]) == 0
+    )
     printed = capsys.readouterr().out
     assert "max abs difference" in printed
     rgb = np.random.default_rng(0).integers(0, 255, size=(120, 200, 3), dtype=np.uint8)
@@ -78,7 +88,7 @@ def test_predictor_onnxruntime_backend_from_exported_checkpoint(small_student, m
     ort_pred = Predictor(ckpt, device="cpu", smplx_model_dir=model_smplx_dir, backend="onnxruntime", onnx_dir=out)
     got = ort_pred.predict(rgb, det_threshold=0.0, max_humans=2)
     assert len(got) == len(ref) == 2
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=False):
         np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-4)
         np.testing.assert_allclose(a.joints_2d, b.joints_2d, atol=1e-2)
         np.testing.assert_allclose(a.pose, b.pose, atol=1e-3)
@@ -91,7 +101,9 @@ def test_export_refuses_other_weights_and_non_exports(small_student, exported, m
     from lighthmr_ros.onnx_backend import OnnxHMR
 
     torch.manual_seed(2)
-    other = create_model("lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=224).eval()
+    other = create_model(
+        "lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=224
+    ).eval()
     with pytest.raises(ConfigError, match="other weights"):
         OnnxHMR(other, exported)
     with pytest.raises(ConfigError, match="not a lighthmr ONNX export"):
@@ -102,8 +114,14 @@ def test_unknown_backend_is_a_config_error(model_smplx_dir):
     from lighthmr_ros.inference import Predictor
 
     with pytest.raises(ConfigError, match="backend"):
-        Predictor(config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=64,
-                  device="cpu", backend="tensorrt")
+        Predictor(
+            config="lighthmr_tinyvit5m",
+            body_model="smplx",
+            smplx_model_dir=model_smplx_dir,
+            image_size=64,
+            device="cpu",
+            backend="tensorrt",
+        )
 
 
 def test_int8_needs_the_onnxruntime_backend_and_int8_graphs(small_student, exported, model_smplx_dir):
@@ -111,8 +129,14 @@ def test_int8_needs_the_onnxruntime_backend_and_int8_graphs(small_student, expor
     from lighthmr_ros.onnx_backend import OnnxHMR
 
     with pytest.raises(ConfigError, match="onnxruntime backend only"):
-        Predictor(config="lighthmr_tinyvit5m", body_model="smplx", smplx_model_dir=model_smplx_dir, image_size=64,
-                  device="cpu", precision="int8")
+        Predictor(
+            config="lighthmr_tinyvit5m",
+            body_model="smplx",
+            smplx_model_dir=model_smplx_dir,
+            image_size=64,
+            device="cpu",
+            precision="int8",
+        )
     with pytest.raises(ConfigError, match="fp32 or int8"):
         OnnxHMR(small_student, exported, precision="fp16")
     with pytest.raises(ConfigError, match="no int8 graphs.*--int8"):

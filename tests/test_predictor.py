@@ -1,4 +1,5 @@
 """Predictor: inputs of every kind, batches, devices, precisions, checkpoints, the default model."""
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,9 @@ def test_image_kinds_and_batches(predictor):
     batch = predictor.predict([rgb, gray, rgba], det_threshold=0.0, max_humans=2)
     assert [len(b) for b in batch] == [2, 2, 2]
     single = predictor.predict(rgb, det_threshold=0.0, max_humans=2)
-    for a, b in zip(single, batch[0]):
+    for a, b in zip(single, batch[0], strict=False):
         assert np.allclose(a.vertices, b.vertices, atol=1e-4)
-    for a, b in zip(batch[0], batch[2]):  # alpha is dropped
+    for a, b in zip(batch[0], batch[2], strict=False):  # alpha is dropped
         assert np.allclose(a.joints, b.joints, atol=1e-5)
     with pytest.raises(ImageError):
         predictor.predict(np.zeros((10, 10, 2), np.uint8))
@@ -85,7 +86,9 @@ def test_precisions(student_small):
 @pytest.mark.slow
 def test_checkpoint_file(tmp_path, student_small, model_smplx_dir):
     path = save_checkpoint(tmp_path / "s.pt", student_small, provenance={"test": True}, half=True)
-    a = Predictor(path, device="cpu", smplx_model_dir=model_smplx_dir).predict(_img(seed=3), det_threshold=0.0, max_humans=2)
+    a = Predictor(path, device="cpu", smplx_model_dir=model_smplx_dir).predict(
+        _img(seed=3), det_threshold=0.0, max_humans=2
+    )
     b = Predictor(student_small, device="cpu").predict(_img(seed=3), det_threshold=0.0, max_humans=2)
     assert np.allclose(a[0].joints, b[0].joints, atol=0.05)  # fp16 weights
     with pytest.raises(ConfigError, match="runs at 256"):

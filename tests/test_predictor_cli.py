@@ -1,4 +1,5 @@
 """``lighthmr predict``: JSON, meshes and overlays per image; one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,29 @@ def images(tmp_path):
 @pytest.mark.slow
 def test_predict_writes_files(images, tmp_path, model_smplx_dir):
     out = tmp_path / "out"
-    code = main(["predict", str(images / "astronaut.png"), str(images), "--out", str(out), "--config", "lighthmr_tinyvit5m",
-                 "--body-model", "smplx", "--smplx-model-dir", str(model_smplx_dir), "--image-size", "256",
-                 "--threshold", "0.0", "--max-humans", "2", "--device", "cpu"])
+    code = main(
+        [
+            "predict",
+            str(images / "astronaut.png"),
+            str(images),
+            "--out",
+            str(out),
+            "--config",
+            "lighthmr_tinyvit5m",
+            "--body-model",
+            "smplx",
+            "--smplx-model-dir",
+            str(model_smplx_dir),
+            "--image-size",
+            "256",
+            "--threshold",
+            "0.0",
+            "--max-humans",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "astronaut.json").read_text())
     assert doc["width"] == 171 and doc["height"] == 256 and doc["body_model"] == "smplx" and len(doc["humans"]) == 2

@@ -5,6 +5,7 @@ body's canonical frame: metres, y up, the body facing +z, no translation, the gl
 orientation (``rotmats[:, 0]``) applied about the pelvis. Networks predict exactly these
 inputs; the camera translation is added by the caller.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -72,14 +73,18 @@ class BodyModel(nn.Module):
     def _check_inputs(self, rotmats: torch.Tensor, shape: torch.Tensor, expression: torch.Tensor | None):
         spec = self.spec
         if rotmats.dim() != 4 or rotmats.shape[1:] != (spec.num_pose_joints, 3, 3):
-            raise ValueError(f"{spec.name}: rotmats must be (B, {spec.num_pose_joints}, 3, 3), got {tuple(rotmats.shape)}")
+            raise ValueError(
+                f"{spec.name}: rotmats must be (B, {spec.num_pose_joints}, 3, 3), got {tuple(rotmats.shape)}"
+            )
         if shape.dim() != 2 or shape.shape[1] != spec.num_shape:
             raise ValueError(f"{spec.name}: shape must be (B, {spec.num_shape}), got {tuple(shape.shape)}")
         batch = rotmats.shape[0]
         if expression is None:
             expression = rotmats.new_zeros(batch, spec.num_expression)
         if expression.dim() != 2 or expression.shape[1] != spec.num_expression:
-            raise ValueError(f"{spec.name}: expression must be (B, {spec.num_expression}), got {tuple(expression.shape)}")
+            raise ValueError(
+                f"{spec.name}: expression must be (B, {spec.num_expression}), got {tuple(expression.shape)}"
+            )
         return rotmats, shape, expression
 
     @staticmethod
@@ -89,4 +94,7 @@ class BodyModel(nn.Module):
 
     def extra_repr(self) -> str:
         s = self.spec
-        return f"name={s.name}, J={s.num_pose_joints}, S={s.num_shape}, E={s.num_expression}, V={s.num_vertices}, K={s.num_joints}"
+        return (
+            f"name={s.name}, J={s.num_pose_joints}, S={s.num_shape}, E={s.num_expression}, "
+            f"V={s.num_vertices}, K={s.num_joints}"
+        )

@@ -14,6 +14,7 @@ Joints regress exactly (non-negative weights summing to one) to designed joint p
 limb is skinned to its joint with blending at the proximal end, and the first shape components
 mean something (0: height, 1: girth), so posed meshes look like people in renders.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,19 +22,80 @@ from pathlib import Path
 import numpy as np
 
 # The real SMPL-X parent table (55 joints).
-SMPLX_PARENTS = np.array([
-    -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15,
-    20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35, 20, 37, 38,
-    21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50, 21, 52, 53,
-], dtype=np.int64)
+SMPLX_PARENTS = np.array(
+    [
+        -1,
+        0,
+        0,
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
+        9,
+        9,
+        12,
+        13,
+        14,
+        16,
+        17,
+        18,
+        19,
+        15,
+        15,
+        15,
+        20,
+        25,
+        26,
+        20,
+        28,
+        29,
+        20,
+        31,
+        32,
+        20,
+        34,
+        35,
+        20,
+        37,
+        38,
+        21,
+        40,
+        41,
+        21,
+        43,
+        44,
+        21,
+        46,
+        47,
+        21,
+        49,
+        50,
+        21,
+        52,
+        53,
+    ],
+    dtype=np.int64,
+)
 
 
 def _joint_positions() -> np.ndarray:
     """Designed rest joints (55, 3), T-pose; +x is the body's left."""
     j = np.zeros((55, 3))
     left = {
-        1: (0.07, -0.44, 0.0), 4: (0.10, -0.82, 0.0), 7: (0.11, -1.22, -0.03), 10: (0.12, -1.27, 0.09),
-        13: (0.07, 0.08, 0.0), 16: (0.18, 0.10, -0.01), 18: (0.44, 0.10, -0.02), 20: (0.68, 0.10, -0.01),
+        1: (0.07, -0.44, 0.0),
+        4: (0.10, -0.82, 0.0),
+        7: (0.11, -1.22, -0.03),
+        10: (0.12, -1.27, 0.09),
+        13: (0.07, 0.08, 0.0),
+        16: (0.18, 0.10, -0.01),
+        18: (0.44, 0.10, -0.02),
+        20: (0.68, 0.10, -0.01),
         23: (0.03, 0.31, 0.08),
     }
     for i, p in left.items():
@@ -140,7 +202,7 @@ def make_synthetic_smplx(seed: int = 0) -> dict[str, np.ndarray]:
     verts, faces, weights_rows, axes, part_of = [], [], [], [], []
     offset = 0
     torso_levels = np.array([[-0.35, 0], [-0.24, 3], [-0.10, 6], [-0.04, 9], [0.16, 12]])
-    for p, (name, args, own, parent) in enumerate(_parts(joints)):
+    for p, (_name, args, own, parent) in enumerate(_parts(joints)):
         v, f, s, axis = _capsule(*args)
         w = np.zeros((len(v), 55))
         if own is None:  # torso: blend along the spine by height, shoulders towards the collars

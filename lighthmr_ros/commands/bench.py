@@ -1,4 +1,5 @@
 """``lighthmr bench``: student and teacher side by side (size, GFLOPs, stage latencies, memory)."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,9 @@ import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", type=int, nargs="+", default=[448, 672], help="network input sizes (default: 448 672)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[448, 672], help="network input sizes (default: 448 672)"
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--markdown", metavar="OUT", help="also write the table and ratios as Markdown to OUT")
     parser.add_argument("--params", action="store_true", help="only print parameter counts per config and exit")
@@ -17,19 +20,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--checkpoint", help="a student checkpoint to time instead of the untrained student")
     parser.add_argument("--no-teacher", action="store_true", help="skip the teacher")
-    parser.add_argument("--no-smplx-student", action="store_true", help="skip the student with the (synthetic) SMPL-X body")
+    parser.add_argument(
+        "--no-smplx-student", action="store_true", help="skip the student with the (synthetic) SMPL-X body"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
-    parser.add_argument("--node", action="store_true",
-                        help="also time the ROS detect node (image in -> message out over DDS) against the Predictor (first size)")
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="also time the ROS detect node (image in -> message out over DDS) against the Predictor (first size)",
+    )
     parser.add_argument("--node-frames", type=int, default=10, help="frames sent to the node (default 10)")
     parser.add_argument("--only-node", action="store_true", help="time only the node against the Predictor")
-    parser.add_argument("--plain", action="store_true",
-                        help="also time the student without the model rewrites (BatchNorm folding, channels_last, written-out attention, oneDNN linears)")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="also time the student without the model rewrites (BatchNorm folding, channels_last, "
+        "written-out attention, oneDNN linears)",
+    )
     parser.add_argument("--onnx", action="store_true", help="also time the student on onnxruntime, fp32 and int8")
-    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
-                        help="also time fp16 (default: on when CUDA is used)")
-    parser.add_argument("--bf16", action="store_true",
-                        help="also time bf16 autocast, student and teacher (on the CPU it pays off only with native bf16: AVX512-BF16 or AMX)")
+    parser.add_argument(
+        "--fp16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time fp16 (default: on when CUDA is used)",
+    )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time bf16 autocast, student and teacher (on the CPU it pays off only with native bf16: "
+        "AVX512-BF16 or AMX)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--repeats and --persons must be at least 1 and --warmup at least 0")
     bad = [s for s in args.sizes if s <= 0 or s % 32 or (not args.no_teacher and s % 14)]
     if bad:
-        raise ConfigError(f"input sizes {bad} do not fit: use multiples of 32 (student) and of 14 (teacher), e.g. 448 or 672")
+        raise ConfigError(
+            f"input sizes {bad} do not fit: use multiples of 32 (student) and of 14 (teacher), e.g. 448 or 672"
+        )
     from lighthmr_ros.benchmark import BenchOptions, format_table, machine_info, run_bench, write_json
 
     progress = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731
@@ -54,9 +76,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {write_json(result, args.json)}")
         return 0
     options = BenchOptions(
-        sizes=tuple(args.sizes), repeats=args.repeats, warmup=args.warmup, persons=args.persons, threads=args.threads,
-        device=args.device, include_teacher=not args.no_teacher, include_student_smplx=not args.no_smplx_student,
-        onnx=args.onnx, fp16=args.fp16, bf16=args.bf16, checkpoint=args.checkpoint, memory=not args.no_memory,
+        sizes=tuple(args.sizes),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        persons=args.persons,
+        threads=args.threads,
+        device=args.device,
+        include_teacher=not args.no_teacher,
+        include_student_smplx=not args.no_smplx_student,
+        onnx=args.onnx,
+        fp16=args.fp16,
+        bf16=args.bf16,
+        checkpoint=args.checkpoint,
+        memory=not args.no_memory,
         plain=args.plain,
     )
     result = run_bench(options, progress=progress)
@@ -81,9 +113,12 @@ def _node(args: argparse.Namespace, progress) -> dict:
     except ImportError as exc:
         from lighthmr_ros.errors import ConfigError
 
-        raise ConfigError(f"--node needs ROS 2 (rclpy) and the built messages ({exc}); run `make test` once to set them up") from exc
-    options = NodeLatencyOptions(frames=args.node_frames, image_size=args.sizes[0], persons=args.persons,
-                                 threads=args.threads)
+        raise ConfigError(
+            f"--node needs ROS 2 (rclpy) and the built messages ({exc}); run `make test` once to set them up"
+        ) from exc
+    options = NodeLatencyOptions(
+        frames=args.node_frames, image_size=args.sizes[0], persons=args.persons, threads=args.threads
+    )
     r = measure_node_latency(options, progress=progress)
     print(format_node_latency(r))
     return r

@@ -4,6 +4,7 @@ Files per image ``NAME.ext``: ``NAME.json`` (image size, K, model, every person'
 joints and 2D joints), ``NAME_person<i>.obj`` (mesh in the camera frame: x right, y down,
 z forward, metres) and ``NAME_overlay.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (created)")
     add_model_arguments(parser)
     parser.add_argument("--threshold", type=float, default=0.5, help="detection threshold (default 0.5)")
-    parser.add_argument("--nms-kernel", type=int, default=None, help="max-pool NMS kernel in tokens (default: the model's own)")
+    parser.add_argument(
+        "--nms-kernel", type=int, default=None, help="max-pool NMS kernel in tokens (default: the model's own)"
+    )
     parser.add_argument("--max-humans", type=int, default=20, help="at most this many people per image (default 20)")
-    parser.add_argument("--fov", type=float, default=60.0, help="field of view across the larger side when no --intrinsics (default 60)")
+    parser.add_argument(
+        "--fov", type=float, default=60.0, help="field of view across the larger side when no --intrinsics (default 60)"
+    )
     parser.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="camera intrinsics of the images in pixels")
-    parser.add_argument("--mesh-format", choices=["obj", "glb", "none"], default="obj", help="mesh file per person (default obj)")
+    parser.add_argument(
+        "--mesh-format", choices=["obj", "glb", "none"], default="obj", help="mesh file per person (default obj)"
+    )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay PNGs")
     parser.add_argument("--json-vertices", action="store_true", help="also put the vertices in the JSON files")
 
@@ -112,14 +119,24 @@ def run(args: argparse.Namespace) -> int:
         rgb = read_rgb(path)
         h, w = rgb.shape[:2]
         K = K_user if K_user is not None else pred.default_K(w, h, args.fov)
-        humans = pred.predict(rgb, K=K, det_threshold=args.threshold, nms_kernel=args.nms_kernel, max_humans=args.max_humans,
-                              with_vertices=args.mesh_format != "none" or not args.no_overlay or args.json_vertices)
+        humans = pred.predict(
+            rgb,
+            K=K,
+            det_threshold=args.threshold,
+            nms_kernel=args.nms_kernel,
+            max_humans=args.max_humans,
+            with_vertices=args.mesh_format != "none" or not args.no_overlay or args.json_vertices,
+        )
         records = []
         for hm in humans:
             rec = hm.to_dict(with_vertices=args.json_vertices)
-            rec["primary_keypoint"] = np.asarray(hm.extras.get("primary_keypoint", hm.translation), dtype=float).tolist()
+            rec["primary_keypoint"] = np.asarray(
+                hm.extras.get("primary_keypoint", hm.translation), dtype=float
+            ).tolist()
             if args.mesh_format != "none" and hm.vertices is not None:
-                rec["mesh"] = write_mesh(out / f"{path.stem}_person{hm.id}", hm.vertices, pred.faces, args.mesh_format).name
+                rec["mesh"] = write_mesh(
+                    out / f"{path.stem}_person{hm.id}", hm.vertices, pred.faces, args.mesh_format
+                ).name
             records.append(rec)
         doc = {
             "image": str(path),
@@ -133,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
         }
         (out / f"{path.stem}.json").write_text(json.dumps(doc))
         if not args.no_overlay:
-            Image.fromarray(render_overlay(rgb, humans, K, pred.faces, pred.joint_parents)).save(out / f"{path.stem}_overlay.png")
+            Image.fromarray(render_overlay(rgb, humans, K, pred.faces, pred.joint_parents)).save(
+                out / f"{path.stem}_overlay.png"
+            )
         total += len(humans)
         log.info("%s: %d people", path.name, len(humans))
     print(f"{len(paths)} image(s), {total} people -> {out}")

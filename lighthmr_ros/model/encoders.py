@@ -9,6 +9,7 @@
   tokens come from the stride-32 map or, for ``stride=16``, the stride-16 map fused with the
   upsampled stride-32 map.
 """
+
 from __future__ import annotations
 
 import math
@@ -79,7 +80,9 @@ class TinyViTEncoder(nn.Module):
         self.stride = stride
         in_dim = chans[-1] + (chans[-2] if stride == 16 else 0)
         self.embed_dim = out_dim or in_dim
-        self.neck = nn.Sequential(nn.Linear(in_dim, self.embed_dim), nn.LayerNorm(self.embed_dim)) if out_dim else nn.Identity()
+        self.neck = (
+            nn.Sequential(nn.Linear(in_dim, self.embed_dim), nn.LayerNorm(self.embed_dim)) if out_dim else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         if x.shape[-1] % 32 or x.shape[-2] % 32:

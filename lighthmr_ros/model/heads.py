@@ -7,6 +7,7 @@ also removes real people whose keypoints fall in neighbouring cells; ``suppress_
 instead drops a detection only when its refined (cell + offset) keypoint lies close to a better
 one, which is what a duplicate of the same person looks like.
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,7 +58,9 @@ def pick_peaks(score_nms: torch.Tensor, threshold: float, max_humans: int) -> tu
     return b, n
 
 
-def suppress_close_centres(batch_index: torch.Tensor, loc: torch.Tensor, score: torch.Tensor, radius: float) -> torch.Tensor:
+def suppress_close_centres(
+    batch_index: torch.Tensor, loc: torch.Tensor, score: torch.Tensor, radius: float
+) -> torch.Tensor:
     """(P,) keep mask: False where a better detection of the same image lies within ``radius`` pixels.
 
     Like max-pool NMS, a suppressed detection may still suppress others (one vectorised pass, no

@@ -6,6 +6,7 @@ body model -> vertices and joints in the camera frame of the S x S network image
 
 Persons are stacked over the whole batch (``batch_index``); nothing loops over persons in Python.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -45,8 +46,13 @@ class Detections:
     def __len__(self) -> int:
         return int(self.batch_index.shape[0])
 
-    def to(self, *args, **kwargs) -> "Detections":
-        return Detections(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(*args, **kwargs) for f in fields(self)})
+    def to(self, *args, **kwargs) -> Detections:
+        return Detections(
+            **{
+                f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(*args, **kwargs)
+                for f in fields(self)
+            }
+        )
 
 
 class HMRModel(nn.Module):
@@ -61,7 +67,14 @@ class HMRModel(nn.Module):
             the first one is used in forward.
     """
 
-    def __init__(self, config: ModelConfig, backbone: nn.Module, body: nn.Module, hph_init: tuple, smpl_layers: dict | None = None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        backbone: nn.Module,
+        body: nn.Module,
+        hph_init: tuple,
+        smpl_layers: dict | None = None,
+    ):
         super().__init__()
         self.config = config
         self.backbone = backbone
@@ -168,8 +181,14 @@ class HMRModel(nn.Module):
         }
 
     # ----------------------------------------------------------------- forwards
-    def find_people(self, tokens: torch.Tensor, score_map: torch.Tensor, det_threshold: float = 0.5,
-                    nms_kernel: int | None = None, max_humans: int = 20) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def find_people(
+        self,
+        tokens: torch.Tensor,
+        score_map: torch.Tensor,
+        det_threshold: float = 0.5,
+        nms_kernel: int | None = None,
+        max_humans: int = 20,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(batch index, token index, sub-cell offset) of each person: peaks over the threshold after
         max-pool NMS (``nms_kernel`` cells; None: the config's), then, when the config sets
         ``nms_radius``, without duplicates whose refined keypoints nearly coincide; at most
@@ -188,12 +207,21 @@ class HMRModel(nn.Module):
         keep = suppress_close_centres(b, loc * self.stride, score, radius)
         # the best max_humans of the kept peaks per image, in raster order, with the offsets already computed
         slot = torch.full_like(score_map.flatten(1), -1, dtype=torch.long).index_put(
-            (b[keep], n[keep]), torch.arange(len(b), device=b.device)[keep])
+            (b[keep], n[keep]), torch.arange(len(b), device=b.device)[keep]
+        )
         peaks = torch.zeros_like(score_map).flatten(1).index_put((b[keep], n[keep]), score[keep]).view_as(score_map)
         b, n = pick_peaks(peaks, det_threshold, max_humans)
         return b, n, offset[slot[b, n]]
 
-    def forward(self, images: torch.Tensor, K: torch.Tensor, det_threshold: float = 0.5, nms_kernel: int | None = None, max_humans: int = 20, with_vertices: bool = True) -> Detections:
+    def forward(
+        self,
+        images: torch.Tensor,
+        K: torch.Tensor,
+        det_threshold: float = 0.5,
+        nms_kernel: int | None = None,
+        max_humans: int = 20,
+        with_vertices: bool = True,
+    ) -> Detections:
         """Detect and reconstruct everyone in (B, 3, S, S) normalised images with (B, 3, 3) K of the S x S image."""
         tokens, grid = self.encode(images)
         B = tokens.shape[0]
@@ -224,8 +252,13 @@ class HMRModel(nn.Module):
             score_map=score_map,
         )
 
-    def forward_train(self, images: torch.Tensor, K: torch.Tensor, locations: list[torch.Tensor],
-                      encoded: tuple[torch.Tensor, tuple[int, int]] | None = None) -> dict:
+    def forward_train(
+        self,
+        images: torch.Tensor,
+        K: torch.Tensor,
+        locations: list[torch.Tensor],
+        encoded: tuple[torch.Tensor, tuple[int, int]] | None = None,
+    ) -> dict:
         """Dense maps for the detection losses and per-person outputs at the given token indices.
 
         ``locations[i]`` holds the token indices (row * w + col) of the ground-truth persons of
@@ -238,18 +271,42 @@ class HMRModel(nn.Module):
         logits = self.mlp_classif(tokens)[..., 0]
         offsets = self.mlp_offset(tokens)
         dev = tokens.device
-        b = torch.cat([torch.full((len(loc),), i, dtype=torch.long, device=dev) for i, loc in enumerate(locations)]) if B else torch.zeros(0, dtype=torch.long, device=dev)
+        b = (
+            torch.cat([torch.full((len(loc),), i, dtype=torch.long, device=dev) for i, loc in enumerate(locations)])
+            if B
+            else torch.zeros(0, dtype=torch.long, device=dev)
+        )
         n = torch.cat([torch.as_tensor(loc, dtype=torch.long, device=dev).reshape(-1) for loc in locations]) if B else b
         result = {"score_logits": logits, "offsets": offsets, "grid": grid, "tokens": tokens, "batch_index": b}
         if b.numel() == 0:
             spec = self.body.spec
             z = tokens.new_zeros
-            result.update(pred_cam=z(0, 3), dist=z(0), rotmat=z(0, spec.num_pose_joints, 3, 3), shape=z(0, spec.num_shape),
-                          expression=z(0, spec.num_expression), vertices=z(0, spec.num_vertices, 3),
-                          joints=z(0, len(spec.joint_names), 3), joints_2d=z(0, len(spec.joint_names), 2), transl=z(0, 3), loc=z(0, 2))
+            result.update(
+                pred_cam=z(0, 3),
+                dist=z(0),
+                rotmat=z(0, spec.num_pose_joints, 3, 3),
+                shape=z(0, spec.num_shape),
+                expression=z(0, spec.num_expression),
+                vertices=z(0, spec.num_vertices, 3),
+                joints=z(0, len(spec.joint_names), 3),
+                joints_2d=z(0, len(spec.joint_names), 2),
+                transl=z(0, 3),
+                loc=z(0, 2),
+            )
             return result
         d = self._decode(images, K, tokens, grid, b, n, offsets[b, n])
-        for key in ("pred_cam", "dist", "rotmat", "shape", "expression", "vertices", "joints", "joints_2d", "transl", "loc"):
+        for key in (
+            "pred_cam",
+            "dist",
+            "rotmat",
+            "shape",
+            "expression",
+            "vertices",
+            "joints",
+            "joints_2d",
+            "transl",
+            "loc",
+        ):
             result[key] = d[key]
         return result
 
@@ -259,9 +316,21 @@ class HMRModel(nn.Module):
         k = len(spec.joint_names)
         z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
         return Detections(
-            batch_index=torch.zeros(0, dtype=torch.long, device=device), score=z(0), loc=z(0, 2), dist=z(0), transl=z(0, 3),
-            transl_pelvis=z(0, 3), rotmat=z(0, spec.num_pose_joints, 3, 3), rotvec=z(0, spec.num_pose_joints, 3),
-            shape=z(0, spec.num_shape), expression=z(0, spec.num_expression), vertices=z(0, spec.num_vertices, 3),
-            joints=z(0, k, 3), joints_2d=z(0, k, 2), cells=torch.zeros(0, 2, dtype=torch.long, device=device), offset=z(0, 2),
-            pred_cam=z(0, 3), score_map=score_map,
+            batch_index=torch.zeros(0, dtype=torch.long, device=device),
+            score=z(0),
+            loc=z(0, 2),
+            dist=z(0),
+            transl=z(0, 3),
+            transl_pelvis=z(0, 3),
+            rotmat=z(0, spec.num_pose_joints, 3, 3),
+            rotvec=z(0, spec.num_pose_joints, 3),
+            shape=z(0, spec.num_shape),
+            expression=z(0, spec.num_expression),
+            vertices=z(0, spec.num_vertices, 3),
+            joints=z(0, k, 3),
+            joints_2d=z(0, k, 2),
+            cells=torch.zeros(0, 2, dtype=torch.long, device=device),
+            offset=z(0, 2),
+            pred_cam=z(0, 3),
+            score_map=score_map,
         )

@@ -8,6 +8,7 @@ expression and camera (distance) values.
 
 Module and parameter names follow naver/multi-hmr so that official weights load unchanged.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -78,7 +79,9 @@ class CrossAttention(nn.Module):
         d = q.shape[-1]
         if n < d:  # folded projections (see class docstring)
             w_k, w_v = self.to_kv.weight.reshape(2, self.heads, d, -1).to(q.dtype)  # (h, d, C) each
-            q_c = (q.transpose(1, 2) @ w_k).reshape(b, self.heads * n, -1) * d**-0.5  # (b, h*n, C): scaled queries in context space
+            q_c = (q.transpose(1, 2) @ w_k).reshape(
+                b, self.heads * n, -1
+            ) * d**-0.5  # (b, h*n, C): scaled queries in context space
             attn = torch.softmax(q_c @ context.transpose(1, 2).to(q_c.dtype), dim=-1)  # (b, h*n, N)
             mixed = (attn @ context.to(attn.dtype)).reshape(b, self.heads, n, -1)  # (b, h, n, C)
             out = (mixed @ w_v.transpose(1, 2).to(mixed.dtype)).transpose(1, 2).reshape(b, n, -1)  # (b, n, h*d)
@@ -92,7 +95,9 @@ class CrossAttention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(0.0), nn.Linear(hidden, dim), nn.Dropout(0.0))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(0.0), nn.Linear(hidden, dim), nn.Dropout(0.0)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -163,7 +168,9 @@ class HPH(nn.Module):
         self.num_shape = init_shape.shape[0]
         self.num_expression = num_expression
         npose = 6 * self.num_joints
-        self.transformer = QueryDecoder(npose + self.num_shape + 3 + context_dim, dim, depth, heads, dim_head, mlp_dim, context_dim)
+        self.transformer = QueryDecoder(
+            npose + self.num_shape + 3 + context_dim, dim, depth, heads, dim_head, mlp_dim, context_dim
+        )
         self.decpose = nn.Linear(dim, npose)
         self.decshape = nn.Linear(dim, self.num_shape)
         self.deccam = nn.Linear(dim, 3)

@@ -6,6 +6,7 @@ first one is used). Upstream quirks kept on purpose so official weights give off
 rays built from (row, col) token centres, distance clamped to [0, 50] m, 6D rotations read as
 two columns, the mean-pose buffer layout of ``smpl_mean_params.npz``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,9 @@ from lighthmr_ros.model.hph import rotmat_to_rot6d
 NUM_ROT = 53  # global orientation, 21 body, 2 x 15 hands, jaw
 
 
-def teacher_hph_init(mean_params: str | Path | None, num_betas: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def teacher_hph_init(
+    mean_params: str | Path | None, num_betas: int = 10
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decoder start values (pose (53, 6), shape (num_betas,), cam (3,)).
 
     With upstream's ``smpl_mean_params.npz`` the buffers equal upstream's exactly: its ``pose``
@@ -39,7 +42,9 @@ def teacher_hph_init(mean_params: str | Path | None, num_betas: int = 10) -> tup
         with np.load(path) as data:
             mean_pose, mean_shape, mean_cam = (np.asarray(data[k], dtype=np.float32) for k in ("pose", "shape", "cam"))
     except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"cannot read the mean parameters {path} ({exc}); pass the smpl_mean_params.npz of Multi-HMR") from exc
+        raise ConfigError(
+            f"cannot read the mean parameters {path} ({exc}); pass the smpl_mean_params.npz of Multi-HMR"
+        ) from exc
     pose = torch.eye(3)[:, :2].reshape(1, 6).repeat(NUM_ROT, 1)
     pose.view(-1)[: mean_pose.size] = torch.from_numpy(mean_pose.reshape(-1))
     return pose, torch.from_numpy(mean_shape.reshape(-1)[:num_betas]), torch.from_numpy(mean_cam.reshape(3))
@@ -50,7 +55,9 @@ def _num_betas(layer_name: str, default: int) -> int:
     return int(tail) if tail.isdigit() else default
 
 
-def build_multihmr(config: ModelConfig, smplx_model_dir: str | Path | None = None, mean_params: str | Path | None = None) -> HMRModel:
+def build_multihmr(
+    config: ModelConfig, smplx_model_dir: str | Path | None = None, mean_params: str | Path | None = None
+) -> HMRModel:
     """The teacher. SMPL-X needs the user's SMPLX_NEUTRAL.npz (BodyModelError saying where to get it)."""
     from lighthmr_ros.body.smplx_model import SMPLXBody
 
@@ -60,7 +67,10 @@ def build_multihmr(config: ModelConfig, smplx_model_dir: str | Path | None = Non
     if backbone.stride != config.token_stride:
         raise ConfigError(f"{config.encoder} has patch {backbone.stride}, config says {config.token_stride}")
     names = config.smpl_layers or ("neutral_10",)
-    layers = {n: SMPLXBody(smplx_model_dir, num_betas=_num_betas(n, config.num_betas), num_expression=config.num_expression) for n in names}
+    layers = {
+        n: SMPLXBody(smplx_model_dir, num_betas=_num_betas(n, config.num_betas), num_expression=config.num_expression)
+        for n in names
+    }
     body = layers[names[0]]
     if body.spec.num_pose_joints != NUM_ROT:
         raise ConfigError(f"the SMPL-X body predicts {body.spec.num_pose_joints} rotations, Multi-HMR {NUM_ROT}")

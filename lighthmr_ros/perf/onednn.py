@@ -13,6 +13,7 @@ on a small input before rewriting anything, and ``OneDNNLinear`` falls back to `
 the fast op would be wrong or invisible: autograd, autocast, non-float32 or non-CPU tensors,
 tracing / ONNX export / torch.compile, and dispatch modes such as FLOP counters.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,7 +35,12 @@ def _fast_path_allowed(x: torch.Tensor, weight: torch.Tensor) -> bool:
         return False
     if torch.is_grad_enabled() or torch.is_autocast_enabled("cpu"):
         return False
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+    if (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    ):
         return False
     return _get_current_dispatch_mode() is None
 
@@ -60,7 +66,10 @@ class OneDNNLinear(nn.Module):
         return F.gelu(y) if self.gelu else y
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, gelu={self.gelu}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, gelu={self.gelu}"
+        )
 
 
 def _op_works() -> bool:
