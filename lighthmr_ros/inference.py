@@ -36,6 +36,27 @@ DEFAULT_CONFIG = "lighthmr_tinyvit5m"
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+@dataclass(frozen=True)
+class CameraUsed:
+    """The intrinsics one image was processed with, in its original pixels, and where they came from:
+    "given" (the caller's K), "fov" (``fov_deg`` across the larger side, or 60 degrees for models
+    without a camera head) or "estimated" (the Anny teacher's own field-of-view estimate)."""
+
+    K: np.ndarray  # (3, 3)
+    source: str
+    width: int
+    height: int
+
+    @property
+    def estimated(self) -> bool:
+        return self.source == "estimated"
+
+    @property
+    def fov_deg(self) -> float:
+        """Field of view across the larger image side (as ``fov_deg`` is meant everywhere)."""
+        return float(np.degrees(2 * np.arctan(max(self.width, self.height) / (2 * self.K[0, 0]))))
+
+
 def _per_image_K(K, count: int) -> list:
     """One K (or None) per image from None, a 3x3 matrix, a (B, 3, 3) stack or a list."""
     if K is None:
@@ -58,7 +79,8 @@ class Predictor:
     """Run a student or teacher on images; outputs in each original image's pixels and camera frame.
 
     Args:
-        checkpoint: a lighthmr or official Multi-HMR checkpoint file, or an HMRModel instance.
+        checkpoint: a lighthmr or official Multi-HMR(-Anny) checkpoint file, the name of a downloaded
+            official one (``lighthmr download``), or a model instance (HMRModel, MultiHMRAnny).
         config: a model name to build untrained (ignored when a checkpoint is given).
         device: "auto", "cpu", "cuda" or "cuda:N". precision: "fp32", "fp16" or "bf16" (torch), "auto"
             (bf16 where the CPU multiplies bf16 natively, fp16 on CUDA, fp32 otherwise: see
@@ -95,7 +117,7 @@ class Predictor:
                         "AVX512-BF16 / AMX" if self.precision == "bf16" else "AMX-FP16")
         if checkpoint is None and config is None and DEFAULT_CHECKPOINT.is_file():
             checkpoint = DEFAULT_CHECKPOINT
-        if isinstance(checkpoint, HMRModel):
+        if isinstance(checkpoint, torch.nn.Module):
             model = checkpoint
         elif checkpoint is not None:
             model = load_checkpoint(checkpoint, smplx_model_dir=smplx_model_dir,
@@ -110,12 +132,16 @@ class Predictor:
         if image_size and image_size != model.config.image_size:
             raise ConfigError(f"this checkpoint runs at {model.config.image_size} px, not {image_size}; drop image_size or use a matching checkpoint")
         self.model = model.to(self.device).eval()
-        if not isinstance(checkpoint, HMRModel):  # our own copy: fold BatchNorms, channels_last, ... (lighthmr_ros.perf)
+        if not isinstance(checkpoint, torch.nn.Module):  # our own copy: fold BatchNorms, ... (perf)
             optimize_for_inference(self.model, self.device)
         if self.device.type == "cpu":  # process-wide: reuse freed activations instead of page-faulting them in again
             keep_freed_memory()
         self.image_size = model.config.image_size
         self.backend = backend
+        # The Anny teacher regresses its camera: with neither K nor a set fov_deg it builds K itself.
+        self.estimates_camera = model.config.family == "multihmr_anny"
+        if backend == "onnxruntime" and self.estimates_camera:
+            raise ConfigError("the Anny teacher runs in the torch backend only; drop backend='onnxruntime'")
         self._net = self.model  # what predict() calls: the torch model, or its onnxruntime stand-in
         if backend == "onnxruntime":  # OnnxHMR refuses precisions it does not run (fp16, bf16)
             from lighthmr_ros.onnx_backend import OnnxHMR
@@ -205,27 +231,48 @@ class Predictor:
         return per_image
 
     # ------------------------------------------------------------------ main entry
-    def predict(self, image, K=None, fov_deg: float = 60.0, det_threshold: float = 0.5, nms_kernel: int | None = None,
-                max_humans: int = 20, with_vertices: bool = True):
+    def predict(self, image, K=None, fov_deg: float | str | None = "auto", det_threshold: float = 0.5,
+                nms_kernel: int | None = None, max_humans: int = 20, with_vertices: bool = True):
         """Humans of one image (list[Human]) or of a list of images (list of lists), in one forward.
 
-        ``K``: 3x3 intrinsics of the original image (one, or one per image); None -> ``fov_deg``
-        across the larger side with the principal point at the centre.
+        ``K``: 3x3 intrinsics of the original image (one, or one per image). Where K is None:
+        ``fov_deg`` (degrees across the larger side, principal point at the centre), or with
+        ``fov_deg="auto"`` (or None) the model's own estimate when it has one (the Anny teacher),
+        60 degrees otherwise. ``predict_with_camera`` also returns the K each image used.
         """
+        humans, _ = self.predict_with_camera(image, K, fov_deg, det_threshold, nms_kernel, max_humans,
+                                             with_vertices)
+        return humans
+
+    def predict_with_camera(self, image, K=None, fov_deg: float | str | None = "auto",
+                            det_threshold: float = 0.5, nms_kernel: int | None = None, max_humans: int = 20,
+                            with_vertices: bool = True):
+        """``predict``'s humans and the CameraUsed of each image (one, or a list for a list of images)."""
         single = not isinstance(image, (list, tuple))
         images = [image] if single else list(image)
         if not images:
-            return []
+            return [], []
         Ks = _per_image_K(K, len(images))
-        if not (math.isfinite(fov_deg) and 1.0 < fov_deg < 179.0):
-            raise ImageError(f"fov_deg must be between 1 and 179 degrees, got {fov_deg}")
+        auto = fov_deg is None or (isinstance(fov_deg, str) and fov_deg.lower() == "auto")
+        fov = 60.0 if auto else fov_deg
+        if not isinstance(fov, (int, float)) or not (math.isfinite(fov) and 1.0 < fov < 179.0):
+            raise ImageError(f"fov_deg must be 'auto' or between 1 and 179 degrees, got {fov_deg!r}")
+        estimate = [auto and self.estimates_camera and k is None for k in Ks]
         # onnxruntime: no torch OpenMP workers left spinning when its encoder starts (lighthmr_ros.perf.torch_threads)
         with torch_threads(1) if self.backend == "onnxruntime" else contextlib.nullcontext():
-            batch, K_net, boxes, K_orig = self.prepare(images, Ks, fov_deg)
+            batch, K_net, boxes, K_orig = self.prepare(images, Ks, float(fov))
+        extra = {"estimate_K": torch.tensor(estimate, device=self.device)} if any(estimate) else {}
         with torch.inference_mode(), self.autocast():
             det = self._net(batch, K_net, det_threshold=det_threshold, nms_kernel=nms_kernel, max_humans=max_humans,
-                            with_vertices=with_vertices)
+                            with_vertices=with_vertices, **extra)
+        for i in (i for i, e in enumerate(estimate) if e):  # network-square K -> the original image's pixels
+            A = np.array([[boxes[i].sx, 0.0, boxes[i].tx], [0.0, boxes[i].sy, boxes[i].ty], [0.0, 0.0, 1.0]])
+            K_orig[i] = np.linalg.solve(A, det.K[i].detach().double().cpu().numpy())
+        sources = ["estimated" if e else ("given" if k is not None else "fov")
+                   for e, k in zip(estimate, Ks, strict=True)]
+        cameras = [CameraUsed(K_orig[i].copy(), src, boxes[i].width, boxes[i].height)
+                   for i, src in enumerate(sources)]
         humans = self.to_humans(det, boxes, K_orig, with_vertices)
-        return humans[0] if single else humans
+        return (humans[0], cameras[0]) if single else (humans, cameras)
 
     __call__ = predict

@@ -30,7 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-humans", type=int, default=20, help="at most this many people per image (default 20)")
     parser.add_argument(
-        "--fov", type=float, default=60.0, help="field of view across the larger side when no --intrinsics (default 60)"
+        "--fov", type=_fov, default="auto",
+        help="field of view across the larger side without --intrinsics, degrees or 'auto' (default): "
+        "the model's own estimate when it has one (Anny teacher), else 60",
     )
     parser.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="camera intrinsics of the images in pixels")
     parser.add_argument(
@@ -38,6 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay PNGs")
     parser.add_argument("--json-vertices", action="store_true", help="also put the vertices in the JSON files")
+
+
+def _fov(text: str) -> float | str:
+    return "auto" if text.strip().lower() == "auto" else float(text)
 
 
 def find_images(inputs: list[str]) -> list[Path]:
@@ -118,15 +124,16 @@ def run(args: argparse.Namespace) -> int:
     for path in tqdm(paths, desc="predict", unit="image", disable=len(paths) < 2):
         rgb = read_rgb(path)
         h, w = rgb.shape[:2]
-        K = K_user if K_user is not None else pred.default_K(w, h, args.fov)
-        humans = pred.predict(
+        humans, camera = pred.predict_with_camera(
             rgb,
-            K=K,
+            K=K_user,
+            fov_deg=args.fov,
             det_threshold=args.threshold,
             nms_kernel=args.nms_kernel,
             max_humans=args.max_humans,
             with_vertices=args.mesh_format != "none" or not args.no_overlay or args.json_vertices,
         )
+        K = camera.K
         records = []
         for hm in humans:
             rec = hm.to_dict(with_vertices=args.json_vertices)
@@ -143,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
             "width": w,
             "height": h,
             "K": np.asarray(K, dtype=float).tolist(),
+            "K_source": camera.source,  # given | fov | estimated (the model's own field of view)
             "model": pred.model.config.name,
             "body_model": pred.body_model_name,
             "joint_names": pred.joint_names,
