@@ -43,6 +43,7 @@ from lighthmr_ros.perf import heap_kept, torch_threads
 STAGES = ("preprocess", "encoder", "detection", "decoder", "body_model", "postprocess")
 TEACHER = "multihmr_vits14"
 STUDENT = "lighthmr_tinyvit5m"
+ANNY_TEACHERS = {"s": "multihmr_anny_vits14", "b": "multihmr_anny_vitb14", "l": "multihmr_anny_vitl14"}
 IMAGE_WH = (640, 480)
 
 
@@ -83,6 +84,23 @@ class StageClock:
         return (self.marks[b] - self.marks[a]) * 1000.0
 
 
+def model_parts(model: torch.nn.Module) -> dict:
+    """The modules that bound the stages, and the module names of each part for the FLOP count.
+
+    Students and the v1 teacher (HMRModel): backbone -> detection heads -> HPH decoder -> body.
+    The Anny teacher (MultiHMRAnny): encoder (DINOv2 + its detection and FOV heads) -> decoder -> body.
+    """
+    if hasattr(model, "backbone"):
+        # the decoder stage starts once the offset head is done (camera rays + HPH + distance)
+        return {"encoder": model.backbone, "decoder_start": (model.mlp_offset, "post"),
+                "flops": {"encoder": ("backbone",), "detection": ("mlp_classif", "mlp_offset"),
+                          "decoder": ("x_attention_head",), "body_model": (model.body_path,)}}
+    return {"encoder": model.encoder, "decoder_start": (model.dec_to_token, "pre"),
+            "flops": {"encoder": ("encoder",), "detection": ("encoder.mlp_det", "encoder.mlp_fov_unique"),
+                      "decoder": ("dec_to_token", "decoder", "mlp_offset", "mlp_pose", "mlp_shape", "mlp_dist"),
+                      "body_model": ("body_model",)}}
+
+
 @contextlib.contextmanager
 def stage_hooks(model: torch.nn.Module, clock: StageClock):
     """Mark stage boundaries from forward hooks on the model's parts; removed on exit."""
@@ -94,9 +112,14 @@ def stage_hooks(model: torch.nn.Module, clock: StageClock):
     def post(name):
         return lambda module, args, out: clock.mark(name)
 
-    handles.append(model.backbone.register_forward_pre_hook(pre("encoder")))
-    handles.append(model.backbone.register_forward_hook(post("detection")))
-    handles.append(model.mlp_offset.register_forward_hook(post("decoder")))
+    parts = model_parts(model)
+    handles.append(parts["encoder"].register_forward_pre_hook(pre("encoder")))
+    handles.append(parts["encoder"].register_forward_hook(post("detection")))
+    module, when = parts["decoder_start"]
+    if when == "pre":
+        handles.append(module.register_forward_pre_hook(pre("decoder")))
+    else:
+        handles.append(module.register_forward_hook(post("decoder")))
     handles.append(model.body.register_forward_pre_hook(pre("body_model")))
     handles.append(model.body.register_forward_hook(post("postprocess")))
     try:
@@ -161,6 +184,8 @@ def count_flops(entry: Entry, image: np.ndarray, persons: int) -> dict[str, floa
     pred = entry.predictor
     model = pred.model
     batch, K_net, _, _ = pred.prepare([image], [None])
+    if getattr(pred, "estimates_camera", False):
+        K_net = None  # the Anny teacher's own field of view, as predict() runs it without a K
     counter = flop_counter()
     with torch.inference_mode(), pred.autocast(), counter:
         model(batch, K_net, det_threshold=0.0, max_humans=persons)
@@ -175,14 +200,9 @@ def count_flops(entry: Entry, image: np.ndarray, persons: int) -> dict[str, floa
                 s += sum(ops.values())
         return s / 1e9
 
-    body_names = (model.body_path,)
-    return {
-        "encoder": part("backbone"),
-        "detection": part("mlp_classif", "mlp_offset"),
-        "decoder": part("x_attention_head"),
-        "body_model": part(*body_names),
-        "total": total / 1e9,
-    }
+    names = model_parts(model)["flops"]
+    return {**{stage: part(*names[stage]) for stage in ("encoder", "detection", "decoder", "body_model")},
+            "total": total / 1e9}
 
 
 def count_params(model) -> dict[str, float]:
@@ -255,7 +275,14 @@ def machine_info() -> dict:
 
 
 def entry_specs(
-    sizes, include_teacher, include_student_smplx, onnx, precisions, checkpoint, plain: bool = False
+    sizes,
+    include_teacher,
+    include_student_smplx,
+    onnx,
+    precisions,
+    checkpoint,
+    plain: bool = False,
+    anny_teachers: tuple[str, ...] = (),
 ) -> list[dict]:
     """What to measure: one dict per (model, body model, size, precision, backend).
 
@@ -265,6 +292,10 @@ def entry_specs(
     """
     specs = []
     for size in sizes:
+        for variant in anny_teachers:  # fp32 only: the real-image teacher as a user would run it on a CPU
+            specs.append({"key": f"anny_teacher_{variant}@{size}", "model": ANNY_TEACHERS[variant],
+                          "body_model": None, "image_size": size, "precision": "fp32", "backend": "torch",
+                          "checkpoint": None})
         for prec in precisions:
             suffix = f"@{size}" + ("" if prec == "fp32" else f"/{prec}")
             specs.append(
@@ -388,6 +419,7 @@ class BenchOptions:
     checkpoint: str | None = None
     memory: bool = True
     plain: bool = False
+    anny_teachers: tuple[str, ...] = ()  # "s", "b", "l": Multi-HMR-Anny ViT-S/B/L rows (random weights)
 
 
 def _measure_model(spec: dict, opts: BenchOptions, smplx_dir: Path) -> dict:
@@ -516,6 +548,7 @@ def run_bench(options: BenchOptions | None = None, progress=None, **kwargs) -> d
             precisions,
             opts.checkpoint,
             opts.plain,
+            opts.anny_teachers,
         )
         for spec in specs:
             say(f"{spec['key']}: build, warm-up and {opts.repeats} timed forwards in a fresh process")

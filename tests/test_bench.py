@@ -182,3 +182,19 @@ def test_bf16_rows_pair_student_and_teacher():
 
     ratios = compute_ratios([row("student@672/bf16", 20.0), row("teacher@672/bf16", 100.0)])
     assert ratios["student/teacher@672/bf16"]["latency"] == pytest.approx(0.2)
+
+
+@pytest.mark.slow
+def test_anny_teacher_rows_have_stages_and_flops():
+    """--anny-teacher s: the Multi-HMR-Anny teacher (its own FOV, full-body Anny) measured like the others."""
+    from lighthmr_ros.benchmark import BenchOptions, run_bench
+
+    result = run_bench(BenchOptions(sizes=(224,), repeats=1, warmup=0, persons=2, threads=1, include_teacher=False,
+                                    include_student_smplx=False, memory=False, anny_teachers=("s",)))
+    row = {m["key"]: m for m in result["models"]}["anny_teacher_s@224"]
+    assert row["model"] == "multihmr_anny_vits14" and row["body_model"] == "anny_fullbody"
+    lat = row["latency_ms"]
+    assert set(lat) == set(STAGES) | {"total"} and all(v >= 0 for v in lat.values())
+    assert sum(lat[s] for s in STAGES) == pytest.approx(lat["total"], rel=1e-6)
+    flops = row["gflops"]
+    assert flops["total"] >= flops["encoder"] > flops["decoder"] > 0

@@ -45,6 +45,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also time fp16 (default: on when CUDA is used)",
     )
     parser.add_argument(
+        "--anny-teacher",
+        nargs="+",
+        choices=("s", "b", "l"),
+        help="also time the Multi-HMR-Anny teacher ViT-S/B/L (random weights, its own FOV; fp32; ViT-L is slow)",
+    )
+    parser.add_argument(
         "--bf16",
         action="store_true",
         help="also time bf16 autocast, student and teacher (on the CPU it pays off only with native bf16: "
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.repeats < 1 or args.warmup < 0 or args.persons < 1:
         raise ConfigError("--repeats and --persons must be at least 1 and --warmup at least 0")
-    bad = [s for s in args.sizes if s <= 0 or s % 32 or (not args.no_teacher and s % 14)]
+    bad = [s for s in args.sizes if s <= 0 or s % 32 or ((not args.no_teacher or args.anny_teacher) and s % 14)]
     if bad:
         raise ConfigError(
             f"input sizes {bad} do not fit: use multiples of 32 (student) and of 14 (teacher), e.g. 448 or 672"
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         memory=not args.no_memory,
         plain=args.plain,
+        anny_teachers=tuple(args.anny_teacher or ()),
     )
     result = run_bench(options, progress=progress)
     print(format_table(result))
