@@ -5,6 +5,7 @@ is mapped by the same affine pixel transform, so the camera frame is unchanged: 
 no correction and 2D outputs are the projections with the original K (equivalently, the network
 pixels mapped back through the inverse transform).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,20 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from lighthmr_ros.device import PrecisionChoice, cpu_has_native, resolve_device, resolve_precision
 from lighthmr_ros.errors import ConfigError, ImageError
 from lighthmr_ros.human import Human
-from lighthmr_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, Letterbox, as_rgb, letterbox
 from lighthmr_ros.model import HMRModel, create_model
 from lighthmr_ros.model.camera import default_K as _default_K
 from lighthmr_ros.model.camera import project
 from lighthmr_ros.model.checkpoint import load_checkpoint, model_notice
 from lighthmr_ros.model.hmr import Detections
 from lighthmr_ros.perf import keep_freed_memory, optimize_for_inference, torch_threads
+from lighthmr_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, Letterbox, as_rgb, letterbox
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,11 @@ def _per_image_K(K, count: int) -> list:
         arr = None
     if arr is not None and arr.ndim == 2:
         return [arr] * count
-    Ks = list(arr) if arr is not None and arr.ndim == 3 else [None if k is None else np.asarray(k, dtype=np.float64) for k in K]
+    Ks = (
+        list(arr)
+        if arr is not None and arr.ndim == 3
+        else [None if k is None else np.asarray(k, dtype=np.float64) for k in K]
+    )
     if len(Ks) != count:
         raise ImageError(f"got {count} images but {len(Ks)} intrinsic matrices")
     return Ks
@@ -96,13 +100,26 @@ class Predictor:
     untrained student with a loud warning (its outputs are meaningless).
     """
 
-    def __init__(self, checkpoint: str | Path | HMRModel | None = None, config: str | None = None, device: str = "auto",
-                 precision: str = "fp32", body_model=None, smplx_model_dir: str | Path | None = None, image_size: int | None = None,
-                 backend: str = "torch", onnx_dir: str | Path | None = None):
+    def __init__(
+        self,
+        checkpoint: str | Path | HMRModel | None = None,
+        config: str | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+        body_model=None,
+        smplx_model_dir: str | Path | None = None,
+        image_size: int | None = None,
+        backend: str = "torch",
+        onnx_dir: str | Path | None = None,
+    ):
         if precision == "int8" and backend != "onnxruntime":
-            raise ConfigError("int8 runs in the onnxruntime backend only: use backend='onnxruntime' with precision='int8'")
+            raise ConfigError(
+                "int8 runs in the onnxruntime backend only: use backend='onnxruntime' with precision='int8'"
+            )
         if precision not in PRECISIONS and precision not in ("int8", "auto"):
-            raise ConfigError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)} or int8 (onnxruntime)")
+            raise ConfigError(
+                f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)} or int8 (onnxruntime)"
+            )
         self.device = resolve_device(device)
         if backend == "onnxruntime" and precision == "auto":  # onnxruntime graphs run fp32 or int8 only
             choice = PrecisionChoice("fp32", "auto -> fp32: the onnxruntime backend runs fp32 (int8 is explicit)")
@@ -110,27 +127,42 @@ class Predictor:
             choice = resolve_precision(precision, self.device)
         self.precision = choice.name
         self.precision_reason = choice.reason  # one line: what runs and why (node log, /api/health)
-        if self.device.type == "cpu" and backend == "torch" and self.precision in ("fp16", "bf16") \
-                and not cpu_has_native(self.precision):
-            log.warning("%s on this CPU is emulated (no %s instructions): expect it slower than fp32; "
-                        "precision='auto' picks fp32 here", self.precision,
-                        "AVX512-BF16 / AMX" if self.precision == "bf16" else "AMX-FP16")
+        if (
+            self.device.type == "cpu"
+            and backend == "torch"
+            and self.precision in ("fp16", "bf16")
+            and not cpu_has_native(self.precision)
+        ):
+            log.warning(
+                "%s on this CPU is emulated (no %s instructions): expect it slower than fp32; "
+                "precision='auto' picks fp32 here",
+                self.precision,
+                "AVX512-BF16 / AMX" if self.precision == "bf16" else "AMX-FP16",
+            )
         if checkpoint is None and config is None and DEFAULT_CHECKPOINT.is_file():
             checkpoint = DEFAULT_CHECKPOINT
         if isinstance(checkpoint, torch.nn.Module):
             model = checkpoint
         elif checkpoint is not None:
-            model = load_checkpoint(checkpoint, smplx_model_dir=smplx_model_dir,
-                                    body_model=body_model if isinstance(body_model, torch.nn.Module) else None)
+            model = load_checkpoint(
+                checkpoint,
+                smplx_model_dir=smplx_model_dir,
+                body_model=body_model if isinstance(body_model, torch.nn.Module) else None,
+            )
         else:
             name = config or DEFAULT_CONFIG
             log.warning(
                 "NO TRAINED WEIGHTS: building an untrained %s model (random weights, meaningless outputs); "
-                "pass a checkpoint (lighthmr train/distill, or an official Multi-HMR file) for real predictions", name)
+                "pass a checkpoint (lighthmr train/distill, or an official Multi-HMR file) for real predictions",
+                name,
+            )
             sized: dict[str, Any] = {"image_size": image_size} if image_size else {}
             model = create_model(name, body_model=body_model, smplx_model_dir=smplx_model_dir, **sized)
         if image_size and image_size != model.config.image_size:
-            raise ConfigError(f"this checkpoint runs at {model.config.image_size} px, not {image_size}; drop image_size or use a matching checkpoint")
+            raise ConfigError(
+                f"this checkpoint runs at {model.config.image_size} px, not {image_size}; "
+                "drop image_size or use a matching checkpoint"
+            )
         self.model = model.to(self.device).eval()
         if not isinstance(checkpoint, torch.nn.Module):  # our own copy: fold BatchNorms, ... (perf)
             optimize_for_inference(self.model, self.device)
@@ -172,15 +204,19 @@ class Predictor:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=PRECISIONS[self.precision])
 
-    def prepare(self, images: list, Ks: list, fov_deg: float = 60.0) -> tuple[torch.Tensor, torch.Tensor, list[Letterbox], np.ndarray]:
+    def prepare(
+        self, images: list, Ks: list, fov_deg: float = 60.0
+    ) -> tuple[torch.Tensor, torch.Tensor, list[Letterbox], np.ndarray]:
         """(B,3,S,S) normalised batch, (B,3,3) network K, the letterboxes and the original Ks (B,3,3)."""
         squares, boxes, K_net, K_orig = [], [], [], []
-        for img, K in zip(images, Ks):
+        for img, K in zip(images, Ks, strict=False):
             rgb = as_rgb(img)
             h, w = rgb.shape[:2]
             K = self.default_K(w, h, fov_deg) if K is None else np.asarray(K, dtype=np.float64)
             if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-                raise ImageError(f"K must be a finite 3x3 intrinsic matrix with positive focal lengths, got {K.tolist()}")
+                raise ImageError(
+                    f"K must be a finite 3x3 intrinsic matrix with positive focal lengths, got {K.tolist()}"
+                )
             square, box = letterbox(rgb, self.image_size)
             squares.append(square)
             boxes.append(box)
@@ -190,7 +226,9 @@ class Predictor:
         batch = (batch - self._mean) / self._std
         return batch, torch.tensor(np.stack(K_net), dtype=torch.float32, device=self.device), boxes, np.stack(K_orig)
 
-    def to_humans(self, det: Detections, boxes: list[Letterbox], K_orig: np.ndarray, with_vertices: bool = True) -> list[list[Human]]:
+    def to_humans(
+        self, det: Detections, boxes: list[Letterbox], K_orig: np.ndarray, with_vertices: bool = True
+    ) -> list[list[Human]]:
         """Split stacked detections per image, mapping 2D outputs to original pixels."""
         per_image: list[list[Human]] = [[] for _ in boxes]
         if len(det) == 0:
@@ -214,25 +252,35 @@ class Predictor:
         verts = det.vertices.detach().float().cpu().numpy() if with_vertices and det.vertices is not None else None
         for p in range(len(b)):
             img = int(b[p])
-            per_image[img].append(Human(
-                id=len(per_image[img]),
-                score=float(arrays["score"][p]),
-                center_2d=centre[p].astype(np.float32),
-                translation=arrays["translation"][p],
-                pose=arrays["pose"][p],
-                shape=arrays["shape"][p],
-                expression=arrays["expression"][p],
-                joints=arrays["joints"][p],
-                joints_2d=joints_2d[p].astype(np.float32),
-                vertices=None if verts is None else verts[p],
-                body_model=self.body_model_name,
-                extras={"primary_keypoint": arrays["primary"][p], "distance": float(arrays["dist"][p])},
-            ))
+            per_image[img].append(
+                Human(
+                    id=len(per_image[img]),
+                    score=float(arrays["score"][p]),
+                    center_2d=centre[p].astype(np.float32),
+                    translation=arrays["translation"][p],
+                    pose=arrays["pose"][p],
+                    shape=arrays["shape"][p],
+                    expression=arrays["expression"][p],
+                    joints=arrays["joints"][p],
+                    joints_2d=joints_2d[p].astype(np.float32),
+                    vertices=None if verts is None else verts[p],
+                    body_model=self.body_model_name,
+                    extras={"primary_keypoint": arrays["primary"][p], "distance": float(arrays["dist"][p])},
+                )
+            )
         return per_image
 
     # ------------------------------------------------------------------ main entry
-    def predict(self, image, K=None, fov_deg: float | str | None = "auto", det_threshold: float = 0.5,
-                nms_kernel: int | None = None, max_humans: int = 20, with_vertices: bool = True):
+    def predict(
+        self,
+        image,
+        K=None,
+        fov_deg: float | str | None = "auto",
+        det_threshold: float = 0.5,
+        nms_kernel: int | None = None,
+        max_humans: int = 20,
+        with_vertices: bool = True,
+    ):
         """Humans of one image (list[Human]) or of a list of images (list of lists), in one forward.
 
         ``K``: 3x3 intrinsics of the original image (one, or one per image). Where K is None:
@@ -240,13 +288,19 @@ class Predictor:
         ``fov_deg="auto"`` (or None) the model's own estimate when it has one (the Anny teacher),
         60 degrees otherwise. ``predict_with_camera`` also returns the K each image used.
         """
-        humans, _ = self.predict_with_camera(image, K, fov_deg, det_threshold, nms_kernel, max_humans,
-                                             with_vertices)
+        humans, _ = self.predict_with_camera(image, K, fov_deg, det_threshold, nms_kernel, max_humans, with_vertices)
         return humans
 
-    def predict_with_camera(self, image, K=None, fov_deg: float | str | None = "auto",
-                            det_threshold: float = 0.5, nms_kernel: int | None = None, max_humans: int = 20,
-                            with_vertices: bool = True):
+    def predict_with_camera(
+        self,
+        image,
+        K=None,
+        fov_deg: float | str | None = "auto",
+        det_threshold: float = 0.5,
+        nms_kernel: int | None = None,
+        max_humans: int = 20,
+        with_vertices: bool = True,
+    ):
         """``predict``'s humans and the CameraUsed of each image (one, or a list for a list of images)."""
         single = not isinstance(image, (list, tuple))
         images = [image] if single else list(image)
@@ -263,15 +317,22 @@ class Predictor:
             batch, K_net, boxes, K_orig = self.prepare(images, Ks, float(fov))
         extra = {"estimate_K": torch.tensor(estimate, device=self.device)} if any(estimate) else {}
         with torch.inference_mode(), self.autocast():
-            det = self._net(batch, K_net, det_threshold=det_threshold, nms_kernel=nms_kernel, max_humans=max_humans,
-                            with_vertices=with_vertices, **extra)
+            det = self._net(
+                batch,
+                K_net,
+                det_threshold=det_threshold,
+                nms_kernel=nms_kernel,
+                max_humans=max_humans,
+                with_vertices=with_vertices,
+                **extra,
+            )
         for i in (i for i, e in enumerate(estimate) if e):  # network-square K -> the original image's pixels
             A = np.array([[boxes[i].sx, 0.0, boxes[i].tx], [0.0, boxes[i].sy, boxes[i].ty], [0.0, 0.0, 1.0]])
             K_orig[i] = np.linalg.solve(A, det.K[i].detach().double().cpu().numpy())
-        sources = ["estimated" if e else ("given" if k is not None else "fov")
-                   for e, k in zip(estimate, Ks, strict=True)]
-        cameras = [CameraUsed(K_orig[i].copy(), src, boxes[i].width, boxes[i].height)
-                   for i, src in enumerate(sources)]
+        sources = [
+            "estimated" if e else ("given" if k is not None else "fov") for e, k in zip(estimate, Ks, strict=True)
+        ]
+        cameras = [CameraUsed(K_orig[i].copy(), src, boxes[i].width, boxes[i].height) for i, src in enumerate(sources)]
         humans = self.to_humans(det, boxes, K_orig, with_vertices)
         return (humans[0], cameras[0]) if single else (humans, cameras)
 
