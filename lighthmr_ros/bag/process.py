@@ -72,7 +72,8 @@ class ModelOptions:
 class InputOptions:
     """Which topics of the input bag are read and copied.
 
-    camera_info_topic: None finds `<camera>/camera_info`; "none" uses the pipeline's `fov_deg`.
+    camera_info_topic: None finds `<camera>/camera_info`; "none" uses the pipeline's `fov_deg` ("auto":
+    the model's own field of view where it estimates one, 60 degrees otherwise).
     compressed: "auto" follows the topic type (and finds `<topic>/compressed`), or True/False.
     copy_topics: "all", "none" or topic names copied unchanged into the output.
     rectified: None follows the topic name (image_rect*: CameraInfo P), True/False force it.
@@ -113,6 +114,8 @@ class BagSummary:
     seconds: float
     topics: dict[str, int] = field(default_factory=dict)
     largest_batch: int = 1  # most images (of different cameras) run in one Predictor call
+    # how each image topic's K was obtained: {topic: {"camera_info" | "fov_deg" | "estimated": frames}}
+    intrinsics: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -120,9 +123,11 @@ class BagSummary:
 
     def __str__(self) -> str:
         skipped = f", {self.skipped} unreadable images skipped" if self.skipped else ""
+        estimated = sum(counts.get("estimated", 0) for counts in self.intrinsics.values())
+        camera = f", K estimated by the model on {estimated} frames (no CameraInfo)" if estimated else ""
         return (
             f"{self.frames} frames, {self.humans} humans, {self.fps:.2f} frames/s "
-            f"({self.seconds:.1f} s){skipped} -> {self.output}"
+            f"({self.seconds:.1f} s){skipped}{camera} -> {self.output}"
         )
 
 
@@ -300,6 +305,7 @@ class _Run:
         self.CameraInfo = sensor_msgs.CameraInfo
         self.pipeline = pipeline_module.FramePipeline(predictor, options)
         self.Frame = pipeline_module.Frame
+        self.is_auto = pipeline_module.is_auto
         self.tf_type = tf_type
         self.window_ns = int(max(0.0, topics.batch_window_s) * 1e9)
         self.to_cdr = CdrConverter(reader)
@@ -317,14 +323,21 @@ class _Run:
             for camera, depth_topic in zip(self.cameras, topics.depth_topics, strict=True):
                 camera.depth_topic = depth_topic
         self.frames = self.humans = self.skipped = 0
+        self.intrinsics: dict[str, dict[str, int]] = {}
         self.largest_batch = 0
         self.first_error: Exception | None = None
 
     def _first_camera_info(self, selection: Selection):
         """The first CameraInfo, so the images before it already get the calibration."""
         if not selection.camera_info:
-            log.info("no CameraInfo topic for %s: intrinsics from a %.0f degree field of view", selection.image,
-                     self.options.fov_deg)
+            fov = self.options.fov_deg
+            if not self.is_auto(fov):
+                how = f"a {float(fov):.0f} degree field of view"
+            elif getattr(self.pipeline.predictor, "estimates_camera", False):
+                how = "the model's own field-of-view estimate (fov_deg auto)"
+            else:
+                how = "a 60 degree field of view (fov_deg auto; this model does not estimate its camera)"
+            log.info("no CameraInfo topic for %s: intrinsics from %s", selection.image, how)
             return None
         first = first_message(self.reader, selection.camera_info)
         return None if first is None else self.deserialize(self.to_cdr(first[0], first[2]), self.CameraInfo)
@@ -363,6 +376,8 @@ class _Run:
                         writer.write(shared["tf"], log_time, self.serialize(tf_msg))
                     self.frames += 1
                     self.humans += len(out.humans)
+                    counts = self.intrinsics.setdefault(camera.selection.image, {})
+                    counts[out.k_source] = counts.get(out.k_source, 0) + 1
                     bar.set_postfix(humans=self.humans, refresh=False)
                     bar.update(1)
                     if on_frame is not None:
@@ -376,7 +391,7 @@ class _Run:
             counts = {c.topic: writer.counts[c.id] for c in writer.connections}
         return BagSummary(input=src, output=dst, image_topic=", ".join(s.image for s in self.selections),
                           frames=self.frames, humans=self.humans, skipped=self.skipped, seconds=seconds,
-                          topics=counts, largest_batch=max(1, self.largest_batch))
+                          topics=counts, largest_batch=max(1, self.largest_batch), intrinsics=self.intrinsics)
 
     def _add_outputs(self, writer, namespace: str) -> dict:
         """Each camera's output connections (in camera.outputs) and the shared ones (returned)."""

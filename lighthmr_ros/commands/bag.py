@@ -5,6 +5,7 @@ import argparse
 import signal
 
 from lighthmr_ros.commands import add_model_arguments, model_arguments
+from lighthmr_ros.commands.predict import _fov  # degrees or "auto", as `lighthmr predict --fov`
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(model)
     model.add_argument("--det-threshold", type=float, default=0.5, help="detection score threshold")
     model.add_argument("--max-humans", type=int, default=20)
-    model.add_argument("--fov", type=float, default=60.0, help="horizontal field of view without CameraInfo (degrees)")
+    model.add_argument("--fov", type=_fov, default="auto",
+                       help="field of view across the larger side without CameraInfo, degrees or 'auto' (default): "
+                            "the model's own estimate when it has one (Anny teacher), else 60")
     out = parser.add_argument_group("output")
     out.add_argument("--namespace", default="/lighthmr", help="namespace of the output topics (default /lighthmr)")
     out.add_argument("--no-vertices", action="store_true", help="leave mesh vertices out of HumanMeshArray")

@@ -7,6 +7,7 @@ import logging
 import socket
 
 from lighthmr_ros.commands import add_model_arguments, model_arguments
+from lighthmr_ros.commands.predict import _fov  # degrees or "auto", as `lighthmr predict --fov`
 from lighthmr_ros.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow cross-origin requests from ORIGIN (repeatable; default: none)")
     parser.add_argument("--det-threshold", type=float, default=0.5, help="default detection threshold")
-    parser.add_argument("--fov", type=float, default=60.0,
-                        help="default field of view across the larger image side (degrees)")
+    parser.add_argument("--fov", type=_fov, default="auto",
+                        help="default field of view across the larger image side, degrees or 'auto' (default): "
+                             "the model's own estimate when it has one (Anny teacher), else 60")
 
 
 def _check_port(host: str, port: int) -> None:
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.det_threshold <= 1.0:
         raise ConfigError(f"--det-threshold {args.det_threshold} is outside [0, 1]; pick e.g. 0.5.")
-    if not 10.0 <= args.fov <= 170.0:
+    if args.fov != "auto" and not 10.0 <= args.fov <= 170.0:
         raise ConfigError(f"--fov {args.fov} is outside [10, 170] degrees; pick e.g. 60.")
     if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
         raise ConfigError("--max-upload-mb and --max-megapixels must be positive.")

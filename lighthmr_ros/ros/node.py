@@ -97,6 +97,7 @@ class DetectNode(LifecycleNode):
         self._send_tf = None  # sends TransformStampeds on /tf (tf2_ros, or a TFMessage publisher)
         self._tf_tried = False  # the broadcaster is made when publish_tf is first on
         self._depth_note = "off"  # what depth fusion did with the last frame (diagnostics)
+        self._k_notes: dict[str, tuple[str, str]] = {}  # per camera: (K source, label) of its last frame
         self._body_spec = None  # the body model's joints (head frames)
         self._worker: threading.Thread | None = None
         self._active = False
@@ -255,6 +256,7 @@ class DetectNode(LifecycleNode):
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
         self._cameras = {}
+        self._k_notes = {}
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -373,7 +375,26 @@ class DetectNode(LifecycleNode):
             if out.depth_note.startswith("error"):
                 self.get_logger().warning(f"Depth not used: {out.depth_note}", throttle_duration_sec=WARN_PERIOD_S)
             self._depth_note = out.depth_note
+            self._note_camera(frame.stream, out)
             self.stats.frame_done(out.latency, len(out.humans), out.intrinsics)
+
+    def _note_camera(self, camera: str, out) -> None:
+        """Keep each camera's K source for diagnostics; say once when it changes (e.g. to the model's estimate)."""
+        before = self._k_notes.get(camera, ("none", ""))[0]
+        self._k_notes = {**self._k_notes, camera: (out.k_source, out.intrinsics)}  # copied: read by the timer
+        if out.k_source != before:
+            where = f"camera {camera}" if camera else "the camera"
+            text = {"estimated": f"no CameraInfo for {where}: K from the model's own field of view ({out.intrinsics})",
+                    "fov_deg": f"no CameraInfo for {where}: K from fov_deg",
+                    "camera_info": f"{where}: K from its CameraInfo"}.get(out.k_source, out.intrinsics)
+            self.get_logger().info(text + ".")
+
+    def _camera_values(self) -> dict[str, str]:
+        """Diagnostics: how each camera's K was obtained ("camera" alone, or "camera NAME" for several)."""
+        if not self._k_notes:
+            return {"camera": "no frame yet"}
+        notes = self._k_notes
+        return {(f"camera {name}" if name else "camera"): label for name, (_, label) in notes.items()}
 
     # -- diagnostics ----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -384,7 +405,7 @@ class DetectNode(LifecycleNode):
                  "precision": getattr(p, "precision_reason", "") if p else "none",
                  "state": "active" if self._active else "inactive",
                  "cameras": ", ".join(self._cameras) if len(self._cameras) > 1 else "1", **self.batches.values(),
-                 "depth_fusion": self._depth_note}
+                 "depth_fusion": self._depth_note, **self._camera_values()}
         report = self.stats.report(f"{self.get_fully_qualified_name()}: human mesh detection", extra["device"],
                                    extra, active=self._active, notice=getattr(p, "notice", None))
         report.header.stamp = self.get_clock().now().to_msg()

@@ -27,6 +27,7 @@ class ParamSpec:
     step: float = 0
     choices: tuple[str, ...] = ()
     pattern: str | None = None
+    or_number: tuple[float, float] | None = None  # also a double in this range besides ``choices`` (dynamic type)
 
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -54,8 +55,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "own (3 for Multi-HMR, 1 plus duplicate suppression for the default model).", LIVE, 0, 15, 1,
               pattern=r"0|1?[13579]"),
     ParamSpec("max_humans", 20, "Most persons reported per image.", LIVE, 1, 100, 1),
-    ParamSpec("fov_deg", 60.0, "Field of view of the larger image side, used when no valid CameraInfo arrives.",
-              LIVE, 10.0, 170.0),
+    ParamSpec("fov_deg", "auto", "Field of view of the larger image side (degrees, a double such as 70.0), "
+              "used when no valid CameraInfo arrives; auto: the model's own estimate from the image where it "
+              "has one (the Multi-HMR-Anny teacher), 60 degrees otherwise.", LIVE, choices=("auto",),
+              or_number=(10.0, 170.0)),
     ParamSpec("publish_vertices", True, "Fill HumanMesh.vertices (the largest part of each message).", LIVE),
     ParamSpec("publish_markers", True, "Publish RViz markers (meshes, skeletons, id labels).", LIVE),
     ParamSpec("marker_decimation", 8, "Show about 1/N of the mesh triangles in RViz (1: full mesh).", LIVE,
@@ -125,7 +128,7 @@ class Settings:
     detection_threshold: float
     nms_kernel_size: int
     max_humans: int
-    fov_deg: float
+    fov_deg: float | str
     publish_vertices: bool
     publish_markers: bool
     marker_decimation: int
@@ -159,6 +162,11 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     when = {LIVE: "changes apply to the next frame", ACTIVATE: "applies at the next activation",
             CONFIGURE: "applies at the next configure", START: "read at start"}[spec.applies]
     desc = ParameterDescriptor(description=f"{spec.description} ({when})")
+    if spec.or_number:  # a string or a double: the range is checked by validate_value
+        low, high = spec.or_number
+        desc.dynamic_typing = True
+        desc.additional_constraints = ", ".join(repr(c) for c in spec.choices) + f", or a double in [{low:g}, {high:g}]"
+        return desc
     if spec.choices:
         desc.additional_constraints = "one of: " + ", ".join(repr(c) for c in spec.choices)
     elif spec.pattern:
@@ -207,10 +215,27 @@ def validate_value(spec: ParamSpec, value) -> str | None:
         from lighthmr_ros.ros.cameras import check_camera_names
 
         return check_camera_names(list(value or []))
+    if spec.or_number:
+        return _string_or_number(spec, value)
     if spec.choices and value not in spec.choices:
         return f"parameter {spec.name} must be one of {', '.join(map(repr, spec.choices))}, not {value!r}"
     if spec.pattern and not re.fullmatch(spec.pattern, str(value)):
         return f"parameter {spec.name} must match {spec.pattern}, not {value!r}"
+    return None
+
+
+def _string_or_number(spec: ParamSpec, value) -> str | None:
+    """Reason why ``value`` is neither one of the strings nor a double within the range (an int is refused,
+    as for every double parameter: 70.0, not 70)."""
+    if isinstance(value, str):
+        return None if value in spec.choices else (
+            f"parameter {spec.name} must be {' or '.join(map(repr, spec.choices))} or a number, not {value!r}")
+    if not isinstance(value, float):
+        return (f"parameter {spec.name} must be {' or '.join(map(repr, spec.choices))} or a double with a "
+                f"decimal point (e.g. 70.0), not {value!r}")
+    low, high = spec.or_number
+    if not low <= value <= high:
+        return f"parameter {spec.name} must lie in [{low:g}, {high:g}], not {value:g}"
     return None
 
 

@@ -40,7 +40,7 @@ MARKER_LIFETIME_MIN_S, MARKER_LIFETIME_MAX_S = 0.2, 5.0
 class PipelineOptions:
     """What to detect and what to publish; the node rebuilds it from its live parameters per frame."""
 
-    fov_deg: float = 60.0
+    fov_deg: float | str = "auto"  # without CameraInfo: degrees, or "auto" (the model's estimate, else 60)
     det_threshold: float = 0.5
     nms_kernel: int | None = None
     max_humans: int = 20
@@ -63,12 +63,13 @@ class Frame:
     """One image to process.
 
     image: sensor_msgs/Image or CompressedImage. camera_info: the camera's CameraInfo or None
-    (then ``fov_deg``). received: time.monotonic() when the image arrived (latency is measured from
-    it). fallback_stamp_s: the time used for tracking when the header stamp is zero (the node's
-    clock, or the bag's log time). rectified: the image is rectified (P describes it, not K and D).
-    stream: the tracker key (one per camera). options: this frame's own outputs (markers, debug
-    image, ...) when they differ from the batch's (the node asks for markers only where someone
-    listens); detection settings always come from the batch's options.
+    (then ``fov_deg``, or with ``fov_deg="auto"`` the model's own estimate). received:
+    time.monotonic() when the image arrived (latency is measured from it). fallback_stamp_s: the
+    time used for tracking when the header stamp is zero (the node's clock, or the bag's log time).
+    rectified: the image is rectified (P describes it, not K and D). stream: the tracker key (one
+    per camera). options: this frame's own outputs (markers, debug image, ...) when they differ
+    from the batch's (the node asks for markers only where someone listens); detection settings
+    always come from the batch's options.
     """
 
     image: object
@@ -92,7 +93,8 @@ class FrameOutput:
     transforms: list = dataclasses.field(default_factory=list)  # geometry_msgs/TransformStamped
     points_msg: object | None = None  # sensor_msgs/PointCloud2
     depth_note: str = "off"  # depth fusion: "off", "no depth", "depth too old", "error: ...", "used"
-    intrinsics: str = "none"  # where K came from (diagnostics)
+    intrinsics: str = "none"  # where K came from (diagnostics): intrinsics_label
+    k_source: str = "none"  # "camera_info", "fov_deg" or "estimated" (the model's own field of view)
     latency: float = 0.0
     error: ImageError | None = None
 
@@ -115,7 +117,20 @@ def stamp_seconds(header) -> float:
     return header.stamp.sec + 1e-9 * header.stamp.nanosec
 
 
-def intrinsics_label(model: CameraModel | None) -> str:
+def is_auto(fov_deg) -> bool:
+    """Whether a ``fov_deg`` setting asks for the model's own estimate ("auto", or None)."""
+    return fov_deg is None or (isinstance(fov_deg, str) and fov_deg.strip().lower() == "auto")
+
+
+def fov_of(k: np.ndarray, width: int, height: int) -> float:
+    """Field of view (degrees) across the larger image side of the pinhole K."""
+    return float(np.degrees(2 * np.arctan(max(width, height) / (2 * float(k[0, 0])))))
+
+
+def intrinsics_label(model: CameraModel | None, estimated_fov: float | None = None) -> str:
+    """Where a frame's K came from, for diagnostics (``estimated_fov``: the model estimated it)."""
+    if estimated_fov is not None:
+        return f"estimated K (fov {estimated_fov:.1f} deg)"
     if model is None:
         return "fov_deg"
     if model.source == "P":
@@ -150,7 +165,7 @@ class FramePipeline:
         """One FrameOutput per frame, in order; the readable images go through the Predictor in one call."""
         opts = options or self.options
         outputs = [FrameOutput() for _ in frames]
-        ready: list[tuple[int, np.ndarray, np.ndarray, CameraModel | None]] = []
+        ready: list[tuple[int, np.ndarray, np.ndarray | None, CameraModel | None]] = []
         for index, frame in enumerate(frames):
             try:
                 rgb, k, model = self._prepare(frame, opts)
@@ -161,17 +176,27 @@ class FramePipeline:
         if not ready:
             return outputs
         want_vertices = any(needs_vertices(frames[index].options or opts) for index, *_ in ready)
-        results = self.predictor.predict(
-            [rgb for _, rgb, _, _ in ready], K=[k for _, _, k, _ in ready], fov_deg=opts.fov_deg,
-            det_threshold=opts.det_threshold, nms_kernel=opts.nms_kernel, max_humans=opts.max_humans,
-            with_vertices=want_vertices)
-        for (index, rgb, k, model), humans in zip(ready, results, strict=True):
-            outputs[index] = self._finish(frames[index], rgb, k, model, humans, frames[index].options or opts)
+        kwargs = dict(det_threshold=opts.det_threshold, nms_kernel=opts.nms_kernel, max_humans=opts.max_humans,
+                      with_vertices=want_vertices)
+        images, Ks = [rgb for _, rgb, _, _ in ready], [k for _, _, k, _ in ready]
+        estimated = [k is None for k in Ks]
+        if any(estimated):  # the model builds K from its own field of view where there is none
+            results, cameras = self.predictor.predict_with_camera(images, K=Ks, fov_deg="auto", **kwargs)
+            Ks = [np.asarray(c.K, np.float64) if e else k for c, e, k in zip(cameras, estimated, Ks, strict=True)]
+        else:  # every K known: plain predict (predictors without a camera head need nothing else)
+            results = self.predictor.predict(images, K=Ks, **kwargs)
+        for (index, rgb, _, model), humans, k, e in zip(ready, results, Ks, estimated, strict=True):
+            outputs[index] = self._finish(frames[index], rgb, k, model, humans, frames[index].options or opts, e)
         return outputs
 
     # -- steps --------------------------------------------------------------------------------
-    def _prepare(self, frame: Frame, opts: PipelineOptions) -> tuple[np.ndarray, np.ndarray, CameraModel | None]:
-        """Decoded RGB (undistorted when the camera distorts), the pinhole K and its CameraModel."""
+    def _prepare(self, frame: Frame,
+                 opts: PipelineOptions) -> tuple[np.ndarray, np.ndarray | None, CameraModel | None]:
+        """Decoded RGB (undistorted when the camera distorts), the pinhole K and its CameraModel.
+
+        Without CameraInfo: K from ``fov_deg``; with ``fov_deg="auto"`` None (the model estimates
+        it) for models that estimate their camera, a 60 degree K for the others.
+        """
         msg = frame.image
         rgb = compressed_msg_to_rgb(msg) if hasattr(msg, "format") else image_msg_to_rgb(msg)
         height, width = rgb.shape[:2]
@@ -181,12 +206,15 @@ class FramePipeline:
                 f"CameraInfo distortion_model {model.distortion_model!r} is not supported; publish plumb_bob, "
                 "rational_polynomial or equidistant, or subscribe to the rectified image (image_rect).")
         if model is None:
-            return rgb, np.asarray(self.predictor.default_K(width, height, opts.fov_deg), np.float64), None
+            if is_auto(opts.fov_deg) and getattr(self.predictor, "estimates_camera", False):
+                return rgb, None, None
+            fov = 60.0 if is_auto(opts.fov_deg) else float(opts.fov_deg)
+            return rgb, np.asarray(self.predictor.default_K(width, height, fov), np.float64), None
         rgb = self._undistorters.setdefault(frame.stream, Undistorter()).image(rgb, model)
         return rgb, model.k, model
 
     def _finish(self, frame: Frame, rgb: np.ndarray, k: np.ndarray, model: CameraModel | None,
-                humans: list[Human], opts: PipelineOptions) -> FrameOutput:
+                humans: list[Human], opts: PipelineOptions, estimated: bool = False) -> FrameOutput:
         header = frame.image.header
         stamp = stamp_seconds(header)
         stamp = stamp if stamp > 0 else frame.fallback_stamp_s
@@ -223,7 +251,9 @@ class FramePipeline:
         if opts.markers:  # serialised bytes: no Python object per point
             markers = humans_to_markers_cdr(humans, header, self.predictor.faces, self.predictor.joint_parents,
                                             opts.marker_decimation, lifetime)
-        out = FrameOutput(msg, markers, debug, humans, intrinsics=intrinsics_label(model), latency=latency,
+        label = intrinsics_label(model, fov_of(k, width, height) if estimated else None)
+        source = "estimated" if estimated else ("fov_deg" if model is None else "camera_info")
+        out = FrameOutput(msg, markers, debug, humans, intrinsics=label, k_source=source, latency=latency,
                           depth_note=depth_note)
         if opts.tf is not None:
             out.transforms = human_transforms(humans, header, opts.tf)

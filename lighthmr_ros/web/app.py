@@ -63,13 +63,13 @@ class WebSettings:
     cors_origins: tuple[str, ...] = ()
     static_dir: str | None = None
     det_threshold: float = 0.5
-    fov_deg: float = 60.0
+    fov_deg: float | str = "auto"  # degrees, or "auto": the model's own estimate where it has one, else 60
 
 
 @dataclass(frozen=True)
 class PredictParams:
     det_threshold: float
-    fov_deg: float
+    fov_deg: float | str  # degrees or "auto"
     max_humans: int
     with_vertices: bool
 
@@ -110,13 +110,13 @@ class InferenceWorker:
         t0 = time.perf_counter()
         image = decode_image(data, max_pixels)
         height, width = image.shape[:2]
-        K = np.asarray(self.predictor.default_K(width, height, params.fov_deg), dtype=float)
         t1 = time.perf_counter()
         with self._lock:
             t2 = time.perf_counter()
-            humans = self.predictor.predict(
+            # K from fov_deg, or with "auto" from the model's own field of view (60 degrees for models without)
+            humans, camera = self.predictor.predict_with_camera(
                 image,
-                K=K,
+                fov_deg=params.fov_deg,
                 det_threshold=params.det_threshold,
                 max_humans=params.max_humans,
                 with_vertices=params.with_vertices,
@@ -127,8 +127,9 @@ class InferenceWorker:
         return PredictResponse(
             width=width,
             height=height,
-            K=K.tolist(),
-            fov_deg=params.fov_deg,
+            K=np.asarray(camera.K, dtype=float).tolist(),
+            K_source=camera.source,
+            fov_deg=camera.fov_deg,
             det_threshold=params.det_threshold,
             body_model=self.body_model,
             topology_etag=self.topology.etag,
@@ -176,6 +177,16 @@ def _float_field(fields: dict[str, str], name: str, default: float, low: float, 
     return value
 
 
+def _fov_field(fields: dict[str, str], default: float | str) -> float | str:
+    """The form's fov_deg: "auto" (the model's own estimate) or degrees in [10, 170]; ``default`` if absent."""
+    raw = fields.get("fov_deg")
+    if raw is not None and raw.strip().lower() == "auto":
+        return "auto"
+    if raw is None or raw.strip() == "":
+        return default
+    return _float_field(fields, "fov_deg", 60.0, 10.0, 170.0)
+
+
 def parse_params(fields: dict[str, str], settings: WebSettings) -> PredictParams:
     """Validate the form fields beside the image."""
     with_vertices = fields.get("with_vertices", "true").strip().lower()
@@ -183,7 +194,7 @@ def parse_params(fields: dict[str, str], settings: WebSettings) -> PredictParams
         raise UploadError("The field 'with_vertices' must be true or false.", 422)
     return PredictParams(
         det_threshold=_float_field(fields, "det_threshold", settings.det_threshold, 0.0, 1.0),
-        fov_deg=_float_field(fields, "fov_deg", settings.fov_deg, 10.0, 170.0),
+        fov_deg=_fov_field(fields, settings.fov_deg),
         max_humans=int(_float_field(fields, "max_humans", settings.max_humans, 1, settings.max_humans)),
         with_vertices=with_vertices in ("true", "1"),
     )
@@ -199,8 +210,11 @@ PREDICT_BODY = {
                 "properties": {
                     "image": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP or BMP"},
                     "det_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
-                    "fov_deg": {"type": "number", "minimum": 10, "maximum": 170, "default": 60,
-                                "description": "field of view across the larger image side, used to build K"},
+                    "fov_deg": {"oneOf": [{"type": "number", "minimum": 10, "maximum": 170},
+                                          {"type": "string", "enum": ["auto"]}], "default": "auto",
+                                "description": "field of view across the larger image side, used to build K; "
+                                               "auto: the model's own estimate where it has one (the "
+                                               "Multi-HMR-Anny teacher), 60 degrees otherwise"},
                     "max_humans": {"type": "integer", "minimum": 1},
                     "with_vertices": {"type": "boolean", "default": True},
                 },
@@ -309,7 +323,9 @@ def _add_model_routes(app: FastAPI, model: ModelState, settings: WebSettings) ->
             max_upload_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
             det_threshold=settings.det_threshold,
-            fov_deg=settings.fov_deg,
+            fov_deg=60.0 if _auto(settings.fov_deg) else float(settings.fov_deg),
+            fov_auto=_auto(settings.fov_deg) and bool(getattr(worker.predictor, "estimates_camera", False))
+            if worker else _auto(settings.fov_deg),
         )
 
     @app.get("/api/topology", response_model=TopologyResponse, tags=["api"],
@@ -366,6 +382,10 @@ def _add_front_end(app: FastAPI, settings: WebSettings) -> None:
             " (or <code>make demo</code>). The API works: see <a href='/docs'>/docs</a>.</p>",
             status_code=503,
         )
+
+
+def _auto(fov_deg: float | str) -> bool:
+    return isinstance(fov_deg, str) and fov_deg.strip().lower() == "auto"
 
 
 class _Unavailable(Exception):

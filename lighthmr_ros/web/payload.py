@@ -49,7 +49,10 @@ class PredictResponse(BaseModel):
     width: int
     height: int
     K: list[list[float]] = Field(description="3x3 intrinsics used, original image pixels")
-    fov_deg: float
+    K_source: Literal["fov", "estimated", "given"] = Field(
+        "fov", description="where K came from: fov (fov_deg, or 60 degrees for models without a camera head) "
+        "or estimated (the model's own field of view, with fov_deg auto)")
+    fov_deg: float = Field(description="field of view of K across the larger image side (degrees)")
     det_threshold: float
     body_model: str
     topology_etag: str = Field(description="ETag of GET /api/topology for this body model")
@@ -83,7 +86,10 @@ class HealthResponse(BaseModel):
     max_upload_bytes: int
     max_pixels: int
     det_threshold: float = Field(description="default detection threshold of this server")
-    fov_deg: float = Field(description="default field of view of this server")
+    fov_deg: float = Field(description="default field of view of this server (degrees; the fallback when "
+                           "fov_auto)")
+    fov_auto: bool = Field(False, description="requests without fov_deg (or with fov_deg=auto) get K from the "
+                           "model's own field-of-view estimate")
 
 
 def encode_array(array: np.ndarray, dtype: str = "float32") -> EncodedArray:
