@@ -375,8 +375,8 @@ class DetectNode(LifecycleNode):
             if out.depth_note.startswith("error"):
                 self.get_logger().warning(f"Depth not used: {out.depth_note}", throttle_duration_sec=WARN_PERIOD_S)
             self._depth_note = out.depth_note
-            self._note_camera(frame.stream, out)
             self.stats.frame_done(out.latency, len(out.humans), out.intrinsics)
+            self._note_camera(frame.stream, out)  # after the counters: it may log
 
     def _note_camera(self, camera: str, out) -> None:
         """Keep each camera's K source for diagnostics; say once when it changes (e.g. to the model's estimate)."""
