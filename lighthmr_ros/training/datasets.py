@@ -99,7 +99,8 @@ def make_collate(size: int):
 
 
 def create_dataset(name: str, root: str | Path, split: str = "train", **options) -> HMRDataset:
-    """Reader by name: ``bedlam``, ``3dpw``, ``agora`` or ``synthetic``."""
+    """Reader by name: ``bedlam``, ``3dpw``, ``agora``, ``synthetic`` or ``pseudo`` (teacher labels of
+    unlabelled footage, unlabelled.py)."""
     key = name.lower().replace("-", "").replace("_", "")
     if key == "bedlam":
         from lighthmr_ros.training.bedlam import BedlamDataset as cls
@@ -109,6 +110,8 @@ def create_dataset(name: str, root: str | Path, split: str = "train", **options)
         from lighthmr_ros.training.agora import AgoraDataset as cls
     elif key in ("synthetic", "synth"):
         from lighthmr_ros.training.synthetic import SyntheticDataset as cls
+    elif key in ("pseudo", "unlabelled", "unlabeled"):
+        from lighthmr_ros.training.unlabelled import PseudoLabelDataset as cls
     else:
-        raise DatasetError(f"unknown data set {name!r}: choose bedlam, 3dpw, agora or synthetic.")
+        raise DatasetError(f"unknown data set {name!r}: choose bedlam, 3dpw, agora, synthetic or pseudo.")
     return cls(root, split=split, **options)
