@@ -105,11 +105,19 @@ def test_cli_errors_are_one_line(tmp_path):
     assert (tmp_path / "out" / "metadata.yaml").read_text() == "x"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_cli_interrupted_leaves_no_half_bag(tmp_path, sig):
+def _inherit_sigint_ignored_and_blocked() -> None:
+    """What a background job of a script inherits: SIGINT ignored (and here also blocked)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+@pytest.mark.parametrize("sig,inherited", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGINT", "SIGTERM", "SIGINT-inherited-ignored"])
+def test_cli_interrupted_leaves_no_half_bag(tmp_path, sig, inherited):
     in_bag, out_bag = tmp_path / "in_bag", tmp_path / "out_bag"
     record_like_ros2_bag(in_bag, frames=300)
-    proc = lighthmr("bag", str(in_bag), str(out_bag), "--image-topic", "/cam/image", *FAST_MODEL)
+    proc = lighthmr("bag", str(in_bag), str(out_bag), "--image-topic", "/cam/image", *FAST_MODEL,
+                    preexec_fn=_inherit_sigint_ignored_and_blocked if inherited else None)
     deadline = time.monotonic() + 300
     staging = []
     while time.monotonic() < deadline and proc.poll() is None:

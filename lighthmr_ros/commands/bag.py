@@ -59,13 +59,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _interrupt_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so `kill` cleans up the staged output like Ctrl-C."""
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt, so Ctrl-C and `kill` clean up the staged output.
+
+    Set explicitly: a process can inherit SIGINT ignored (started with `&` from a script or by nohup)
+    or blocked (the signal mask survives exec), and would then finish or hang instead of stopping.
+    """
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     except ValueError:  # not the main thread (embedded use): leave signals alone
         pass
 
