@@ -20,6 +20,9 @@ from lighthmr_ros.model.config import ModelConfig
 from lighthmr_ros.model.heads import nms, pick_peaks, regression_mlp, score_from_logits, suppress_close_centres
 from lighthmr_ros.model.hph import HPH
 
+# Per-person outputs of forward_train (one row per detected person), in the order training reads them.
+PERSON_KEYS = ("pred_cam", "dist", "rotmat", "shape", "expression", "vertices", "joints", "joints_2d", "transl", "loc")
+
 
 @dataclass
 class Detections:
@@ -295,18 +298,7 @@ class HMRModel(nn.Module):
             )
             return result
         d = self._decode(images, K, tokens, grid, b, n, offsets[b, n])
-        for key in (
-            "pred_cam",
-            "dist",
-            "rotmat",
-            "shape",
-            "expression",
-            "vertices",
-            "joints",
-            "joints_2d",
-            "transl",
-            "loc",
-        ):
+        for key in PERSON_KEYS:
             result[key] = d[key]
         return result
 

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Sampler
 from lighthmr_ros.device import resolve_device
 from lighthmr_ros.errors import CheckpointError, ConfigError
 from lighthmr_ros.model.checkpoint import atomic_save
+from lighthmr_ros.model.hmr import PERSON_KEYS
 from lighthmr_ros.perf import torch_threads
 from lighthmr_ros.training.config import TrainConfig
 from lighthmr_ros.training.datasets import ConcatReaders, TrainingDataset, create_dataset, make_collate
@@ -41,18 +42,6 @@ from lighthmr_ros.training.supervision import build_person_targets
 from lighthmr_ros.training.targets import AugmentConfig, ignored_cells, token_locations
 
 log = logging.getLogger(__name__)
-PERSON_KEYS = (
-    "pred_cam",
-    "dist",
-    "rotmat",
-    "shape",
-    "expression",
-    "vertices",
-    "joints",
-    "joints_2d",
-    "transl",
-    "loc",
-)
 
 
 # ---------------------------------------------------------------------------------- distributed
