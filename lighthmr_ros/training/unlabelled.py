@@ -441,6 +441,7 @@ def distill_unlabelled(
             f"them on several GPUs afterwards, use a config whose data.train is {{dataset: pseudo, root: "
             f"{pseudo_dir}}} under torchrun"
         )
+    next(iter_frames(source, settings.topic if settings else None, 1, 1))  # bad sources fail before the teacher loads
     device = resolve_device(cfg.run.device, fallback=True)
     model = load_anny_teacher(teacher, teacher_size, device, seed=cfg.run.seed)
     summary = pseudo_label(
