@@ -2,8 +2,8 @@
 
 ``lighthmr distill --unlabelled PATH --teacher NAME_OR_CHECKPOINT [CONFIG]``: distil on your own footage
 (a folder of images, a video, or a bag's image topic with ``--topic``): the Anny teacher labels every
-frame once, then the student trains on those labels (lighthmr_ros/training/unlabelled.py); CONFIG
-defaults to the bundled ``unlabelled_distill``.
+frame once, then the student trains on those labels (lighthmr_ros/training/unlabelled.py). Without
+CONFIG the student and schedule are the bundled model's (``synthetic_anny``) with ``UNLABELLED_DEFAULTS``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,19 @@ import argparse
 import json
 
 from lighthmr_ros.commands import train as _train
+
+# On top of synthetic_anny (the bundled student: Anny body, 192 px) when no CONFIG is given. The phenotypes
+# are a direct output of the teacher, as trustworthy as its joints; at the default weight 0.5 the 3-D joint
+# term (5.0) bends them out of Anny's [0, 1] range to fit the teacher's joints.
+UNLABELLED_DEFAULTS = [
+    "run.output_dir=runs/unlabelled_distill",
+    "data.train.0.root=pseudo",  # both replaced by the pseudo-labels (unlabelled.distill_unlabelled)
+    "data.val.0.root=pseudo",
+    "loss.shape=5.0",
+    "run.device=auto",
+    "run.threads=0",
+    "run.amp=auto",
+]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"run.output_dir={args.output_dir}")
     if args.no_resume:
         overrides.append("run.resume=false")
-    cfg = load_config(config_path(args.config or "unlabelled_distill"), overrides)
+    if args.config is None:
+        cfg = load_config(config_path("synthetic_anny"), UNLABELLED_DEFAULTS + overrides)
+        cfg.name = "unlabelled_distill"
+    else:
+        cfg = load_config(config_path(args.config), overrides)
     settings = PseudoLabelSettings(
         det_threshold=args.det_threshold,
         max_people=args.max_people,
