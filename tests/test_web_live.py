@@ -113,6 +113,10 @@ def test_browser_renders_meshes_for_upload_and_webcam(live_server, astronaut_fil
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000
     # Streaming: Chromium's fake camera through getUserMedia, frames sent and answered in turn.
     assert report["webcamFrames"] >= 2 and report["webcamStatus"] != "", report
+    # "auto FOV" (the model's own estimate) is on by default where the server's model estimates one
+    # (fov_auto); the bundled student does not, so the page uses the server's angle.
+    health = httpx.get(f"{live_server}/api/health").json()
+    assert report["fovAuto"] is health["fov_auto"] is False, report
     assert (ARTIFACTS / "browser_astronaut-webcam.png").is_file()
 
 

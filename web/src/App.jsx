@@ -43,6 +43,8 @@ export default function App() {
   const health = useHealth();
   const [detThreshold, setDetThreshold] = useState(() => initial('threshold', 0.5, 0.01, 0.99));
   const [fovDeg, setFovDeg] = useState(() => initial('fov', 60, 20, 120));
+  // auto: the model's own field of view where it estimates one (the Anny teacher), else the server's fallback.
+  const [fovAuto, setFovAuto] = useState(() => fromAddress('fov', 20, 120) === null);
   const [fps, setFps] = useState(() => initial('fps', 2, 0.5, 10));
   const [showMeshes, setShowMeshes] = useState(true);
   const [view, setView] = useState({ frame: null, people: [], timing: null, roundTripMs: null });
@@ -54,11 +56,15 @@ export default function App() {
   useEffect(() => {
     if (!health || health.status !== 'ok') return;
     if (fromAddress('threshold', 0.01, 0.99) === null) setDetThreshold(health.det_threshold);
-    if (fromAddress('fov', 20, 120) === null) setFovDeg(health.fov_deg);
+    if (fromAddress('fov', 20, 120) === null) {
+      setFovDeg(health.fov_deg);
+      setFovAuto(Boolean(health.fov_auto));
+    }
   }, [health]);
   const lastImage = useRef(null); // {blob, name} of the uploaded image, re-run when settings change
-  const settings = useRef({ detThreshold, fovDeg });
-  settings.current = { detThreshold, fovDeg };
+  const sentFov = fovAuto ? 'auto' : fovDeg;
+  const settings = useRef({ detThreshold, fovDeg: sentFov });
+  settings.current = { detThreshold, fovDeg: sentFov };
   const inFlight = useRef(false);
   const videoRef = useRef(null);
 
@@ -106,7 +112,7 @@ export default function App() {
     if (webcam || !lastImage.current) return undefined;
     const timer = setTimeout(() => run(lastImage.current.blob, lastImage.current.name), 250);
     return () => clearTimeout(timer);
-  }, [detThreshold, fovDeg, webcam, run]);
+  }, [detThreshold, fovDeg, fovAuto, webcam, run]);
 
   const startWebcam = async () => {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -193,8 +199,11 @@ export default function App() {
           <input type="range" min="0.01" max="0.99" step="0.01" value={detThreshold} onChange={(e) => setDetThreshold(Number(e.target.value))} data-testid="threshold" />
         </label>
         <label>
-          FOV {fovDeg}&deg;
-          <input type="range" min="20" max="120" step="1" value={fovDeg} onChange={(e) => setFovDeg(Number(e.target.value))} data-testid="fov" />
+          FOV {fovAuto ? 'auto' : <>{fovDeg}&deg;</>}
+          <input type="range" min="20" max="120" step="1" value={fovDeg} onChange={(e) => { setFovAuto(false); setFovDeg(Number(e.target.value)); }} data-testid="fov" />
+        </label>
+        <label title="the model's own field-of-view estimate where it has one (Multi-HMR-Anny), else the server's fallback">
+          <input type="checkbox" checked={fovAuto} onChange={(e) => setFovAuto(e.target.checked)} data-testid="fov-auto" /> auto FOV
         </label>
         <label>
           <input type="checkbox" checked={showMeshes} onChange={(e) => setShowMeshes(e.target.checked)} /> overlay

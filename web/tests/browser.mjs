@@ -95,6 +95,7 @@ try {
   // The model's notice banner (the synthetic demo model says what it is), null when the page shows none.
   const notice = await page.$('[data-testid="model-notice"]');
   report.notice = notice && (await notice.isVisible()) ? await notice.textContent() : null;
+  report.fovAuto = await page.isChecked('[data-testid="fov-auto"]');
   if (args['page-only']) {
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
     report.ok = true;
