@@ -16,6 +16,7 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.exceptions import InvalidParameterTypeException, ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -249,6 +250,9 @@ class DetectNode(LifecycleNode):
                 if "markers" in camera.publishers:
                     clear = clear_markers(Header(stamp=self.get_clock().now().to_msg()))
                     camera.publishers["markers"].publish(clear)
+                    # On shutdown the node is destroyed right after: let reliable subscribers (RViz) get
+                    # the DELETEALL first, or it can be lost with the process (bounded wait).
+                    camera.publishers["markers"].wait_for_all_acked(Duration(seconds=1.0))
         self._active = False
 
     def _release(self) -> None:
