@@ -2,7 +2,9 @@
 
 Paths in a config go through ``os.path.expandvars`` and ``~`` expansion; ``${CONFIG_DIR}`` is the
 folder of the YAML file, so a config can point at data beside it. Relative paths are relative to
-the working directory. ``--set section.key=value`` overrides (value parsed as YAML) come last.
+the working directory. ``--set section.key=value`` overrides come last; each value is read as the
+type of the field it sets (``apply_overrides``). Files are YAML with YAML 1.2 floats (``lr: 3e-4`` is
+a number), and a number in a file is coerced to its field's type the same way.
 """
 
 from __future__ import annotations
@@ -133,32 +135,134 @@ def _build(cls, data: Any, where: str, config_dir: str):
         raise ConfigError(f"{where or 'config'}: {exc}") from None
 
 
-def _convert(tp, value, path: str, config_dir: str, key: str):
-    origin = get_origin(tp)
-    args = [a for a in get_args(tp) if a is not type(None)]
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path, config_dir)
-    if origin is list and args and dataclasses.is_dataclass(args[0]):
-        if not isinstance(value, list):
-            raise ConfigError(f"{path} must be a list")
-        return [_build(args[0], v, f"{path}[{i}]", config_dir) for i, v in enumerate(value)]
-    if args and dataclasses.is_dataclass(args[0]):  # Optional[dataclass]
-        return _build(args[0], value, path, config_dir)
-    if tp is tuple or origin is tuple:
-        return tuple(value)
-    if key in PATH_KEYS:
-        return _expand(value, config_dir, path)
-    if tp in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return tp(value)
-    if tp is int and isinstance(value, str):
-        raise ConfigError(f"{path} must be an integer, got {value!r}")
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 floats: ``3e-4`` and ``1E5`` are numbers (YAML 1.1 reads them as strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _parse(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where} is not valid YAML: {exc}") from None
+
+
+class _Text(str):
+    """The text of a ``--set`` value, read by the type of the field it lands in (see ``_convert``)."""
+
+
+def _plain(value: Any, where: str) -> Any:
+    """``value`` with every override text in it parsed as YAML (untyped places: dicts, sections)."""
+    if isinstance(value, _Text):
+        return _parse(value, where)
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
+TRUE = {"true", "yes", "on", "1"}
+FALSE = {"false", "no", "off", "0"}
+NULL = {"", "~", "null"}  # YAML's
+_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _scalar(tp, value: Any, path: str) -> Any:
+    """``value`` (YAML data or override text) as a ``tp`` in (int, float, bool, str)."""
+    text = value.strip() if isinstance(value, str) else None
+    shown = repr(str(value)) if isinstance(value, str) else repr(value)
+    if tp is str:
+        if isinstance(value, bool):  # a bare on/off in a file (run.amp): validate() maps it
+            return value
+        return str(value) if isinstance(value, (str, int, float)) else _bad(path, tp, shown)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if text is not None and text.lower() in TRUE | FALSE:
+            return text.lower() in TRUE
+        return _bad(path, tp, shown)
+    if isinstance(value, bool):
+        return _bad(path, tp, shown)
+    if tp is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return float(text.replace("_", "")) if text is not None else _bad(path, tp, shown)
+        except ValueError:
+            return _bad(path, tp, shown)
+    # int: an integral number (1e3 too, as YAML reads it in a file), never a fraction
+    if text is not None:
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            try:
+                value = float(text.replace("_", ""))
+            except ValueError:
+                return _bad(path, tp, shown)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return _bad(path, tp, shown)
+
+
+def _bad(path: str, tp, shown: str):
+    raise ConfigError(f"{path} must be {_NAMES[tp]}, got {shown}")
+
+
+def _convert(tp, value, path: str, config_dir: str, key: str):
+    """``value`` as the field type ``tp``: YAML data from a file, or override text (``_Text``)."""
+    if tp is Any:
+        return _plain(value, path)
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if type(None) in get_args(tp) and len(args) == 1:  # X | None
+        if value is None or (isinstance(value, _Text) and value.strip().lower() in NULL):
+            return None
+        tp, args = args[0], list(get_args(args[0]))
+    origin = get_origin(tp) or tp
+    if isinstance(value, _Text) and tp not in (int, float, bool, str):
+        value = _parse(value, f"the value of {path}")  # a list, a mapping, a section: YAML (or JSON)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, config_dir)
+    if value is None:
+        if origin in (list, dict):  # an empty key in a file
+            return origin()
+        raise ConfigError(f"{path} must be {_NAMES.get(tp, 'set')}, got null")
+    if tp in (int, float, bool, str):
+        out = _scalar(tp, value, path)
+        return _expand(out, config_dir, path) if key in PATH_KEYS and isinstance(out, str) else out
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list such as [a, b], got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{path} must be a list of {len(args)} values, got {len(value)}")
+            types = args
+        else:
+            types = [args[0] if args else Any] * len(value)
+        items = [
+            _convert(t, v, f"{path}[{i}]", config_dir, key) for i, (t, v) in enumerate(zip(types, value, strict=True))
+        ]
+        return tuple(items) if origin is tuple else items
+    return _plain(value, path)
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``a.b.c=value`` strings (value parsed as YAML) applied onto nested dicts."""
+    """``a.b.c=value`` strings applied onto nested dicts.
+
+    The value is kept as text and read by the type of the field it sets (``_convert``): a float field
+    takes ``3e-4``, an int field refuses ``3.5``, a bool takes true/false/yes/no/on/off/1/0, a list or
+    tuple a YAML or JSON list, a string field the text as written; untyped places parse it as YAML.
+    """
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
@@ -169,8 +273,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if isinstance(node, list):  # data.train.0.root: index into a list
                 if not part.isdigit() or int(part) >= len(node):
                     raise ConfigError(f"override {item!r}: {part} is not an index of that list")
+                if isinstance(node[int(part)], _Text):  # an earlier override set it as text
+                    node[int(part)] = _parse(node[int(part)], f"override {item!r}")
                 node = node[int(part)]
                 continue
+            if isinstance(node.get(part), _Text):
+                node[part] = _parse(node[part], f"override {item!r}")
             if node.get(part) is None:
                 node[part] = {}
             node = node[part]
@@ -180,9 +288,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if isinstance(node, list):
             if not last.isdigit() or int(last) >= len(node):
                 raise ConfigError(f"override {item!r}: {last} is not an index of that list")
-            node[int(last)] = yaml.safe_load(raw)
+            node[int(last)] = _Text(raw)
         else:
-            node[last] = yaml.safe_load(raw)
+            node[last] = _Text(raw)
     return data
 
 
@@ -193,10 +301,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
             f"training config {path} not found; pass a YAML file such as "
             "lighthmr_ros/training/configs/bedlam_distill.yaml"
         )
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    data = _parse(path.read_text(), str(path)) or {}
     data = apply_overrides(data, overrides or [])
     cfg = _build(TrainConfig, data, "", str(path.resolve().parent))
     validate(cfg)
