@@ -7,7 +7,9 @@ Protocol (see metrics.py for the matching rule):
     matching on the GT's 2-D joints present in both skeletons (22 body joints for 3DPW, the 55
     SMPL-X joints for BEDLAM/synthetic), IoU >= 0.05; AGORA follows its own evaluator: the first 24
     joints, IoU >= 0.1, GT with isValid False neither matched nor missed;
-  - synthetic (Anny) scenes: matching and joint errors use all of the body model's own joints;
+  - synthetic (Anny) scenes: matching and joint errors use all of the body model's own joints; a model
+    with another Anny rig (the Multi-HMR-Anny teacher) is measured on the joints and vertices the rigs
+    share (lighthmr_ros.body.correspondence), centred on the hip mid-point, protocol ``...-cross-rig``;
   - matched persons: MPJPE / PA-MPJPE on the 22 body joints (SMPL-X 0-21) centred on the pelvis (AGORA:
     the hip mid-point), PVE / PA-PVE on all vertices centred on each mesh's own pelvis joint, when GT
     vertices exist (BEDLAM/synthetic: rebuilt from the SMPL-X parameters; AGORA: the dataframe's gt_verts);
@@ -26,7 +28,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from lighthmr_ros.errors import ConfigError, DatasetError
+from lighthmr_ros.body.correspondence import body_correspondence, select_vertices
+from lighthmr_ros.errors import BodyModelError, ConfigError, DatasetError
 from lighthmr_ros.training.losses import joint_index_map
 from lighthmr_ros.training.metrics import (
     MetricAccumulator,
@@ -117,6 +120,7 @@ def evaluate_model(
     body_m, body_s = joint_index_map(spec.joint_names, count=NUM_BODY_JOINTS)
     pelvis = (1, 2) if is_agora else 0  # indices into the 22 body joints
     acc = MetricAccumulator()
+    native_bodies: dict[str, tuple] = {}  # annotation body name -> (GT body model, Correspondence)
     n = len(reader) if limit is None else min(limit, len(reader))
     it = range(n) if indices is None else [i for i in indices if i < n]
     if progress:
@@ -137,17 +141,17 @@ def evaluate_model(
         G = len(sample.persons)
         valid = batch["valid"].numpy()
         keep = torch.ones(G, dtype=torch.bool)
-        tgt = build_person_targets(batch, keep, model.body, device) if G else None
-        if batch.get("native_body") is not None:  # synthetic scenes: the body model's own joints
-            if batch["native_body"] != spec.name:
-                raise DatasetError(
-                    f"these scenes are annotated with the {batch['native_body']} body model but the "
-                    f"checkpoint uses {spec.name}: evaluate a {batch['native_body']} checkpoint on them."
-                )
-            eval_joints, root = list(range(spec.num_joints)), spec.pelvis_index
-            gt_kps = batch["native_joints_2d"].numpy()
-            pred_kps = det.joints_2d.cpu().numpy()
+        corr = None
+        if batch.get("native_body") is not None:  # synthetic scenes: the annotation's own body model
+            if batch["native_body"] not in native_bodies:
+                native_bodies[batch["native_body"]] = _native_ground_truth(model.body, batch["native_body"])
+            gt_body, corr = native_bodies[batch["native_body"]]
+            tgt = build_person_targets(batch, keep, gt_body, device) if G else None
+            eval_joints, root = corr.gt_joints, corr.root
+            gt_kps = batch["native_joints_2d"][:, corr.gt_joints].numpy()
+            pred_kps = det.joints_2d[:, corr.pred_joints].cpu().numpy()
         else:  # 2-D keypoints for matching: GT joints present in both skeletons
+            tgt = build_person_targets(batch, keep, model.body, device) if G else None
             eval_joints, root = body_m, pelvis
             n_match = min(24, batch["joints_2d"].shape[1]) if is_agora else batch["joints_2d"].shape[1]
             jm, js = joint_index_map(spec.joint_names, count=n_match)
@@ -173,23 +177,31 @@ def evaluate_model(
                 )
                 continue
             errors = {}
+            pred_joints = corr.pred_joints if corr is not None else eval_joints
             jmask = tgt.joints_mask[g, eval_joints].cpu().numpy()
+            pj = det.joints[p, pred_joints].cpu().numpy()
+            gj = tgt.joints[g, eval_joints].cpu().numpy()
             if jmask.all() and eval_joints:
-                pj = det.joints[p, eval_joints].cpu().numpy()
-                gj = tgt.joints[g, eval_joints].cpu().numpy()
                 errors["mpjpe"] = mpjpe(pj, gj, root=root)
                 errors["pa_mpjpe"] = pa_mpjpe(pj, gj)
-            pv = det.vertices[p].cpu().numpy() if det.vertices is not None else None
+            pv = det.vertices[p] if det.vertices is not None else None
             if pv is not None and tgt.vertices is not None and bool(tgt.vertices_mask[g]):
-                gv = tgt.vertices[g].cpu().numpy()
-                proot = det.joints[p, spec.pelvis_index].cpu().numpy()
-                groot = tgt.joints[g, spec.pelvis_index].cpu().numpy()
+                if corr is not None:  # the mesh in the annotation's vertices, centred as its joints
+                    pv = select_vertices(pv, corr)
+                    proot, groot = pj[list(corr.root)].mean(0), gj[list(corr.root)].mean(0)
+                else:
+                    proot = det.joints[p, spec.pelvis_index].cpu().numpy()
+                    groot = tgt.joints[g, spec.pelvis_index].cpu().numpy()
+                pv, gv = pv.cpu().numpy(), tgt.vertices[g].cpu().numpy()
                 errors["pve"] = mpjpe(pv - proot, gv - groot)
                 errors["pa_pve"] = pa_mpjpe(pv, gv)
             acc.add_person(**errors)
     totals = acc.totals()
     summary = summary_from_totals(reduce(totals) if reduce is not None else totals)
     name, sentence = describe_protocol(dataset, protocol)
+    rigs = [c.description for _, c in native_bodies.values() if c.pred_vertices is not None]
+    if rigs:  # another rig of the annotation's body model (the Anny teacher on Anny scenes)
+        name, sentence = f"{name}-cross-rig", f"{sentence}; {'; '.join(rigs)}"
     if standard:  # the published tables print fractions rounded to 2 decimals
         summary.update({f"{k}_unrounded": summary[k] for k in ("precision", "recall", "f1")})
         summary.update(rounded_prf1(summary["precision"], summary["recall"], summary["f1"]))
@@ -202,6 +214,21 @@ def evaluate_model(
         protocol_description=sentence,
     )
     return summary
+
+
+def _native_ground_truth(model_body, name: str):
+    """(GT body model, Correspondence) for scenes annotated in the body model ``name``."""
+    from lighthmr_ros.body import create_body_model
+
+    if name == model_body.spec.name:
+        gt_body = model_body
+    else:
+        try:
+            gt_body = create_body_model(name)
+        except BodyModelError as exc:
+            raise DatasetError(f"these scenes are annotated with the {name} body model: {exc}") from exc
+        gt_body = gt_body.to(model_body.faces.device)
+    return gt_body, body_correspondence(model_body, gt_body)
 
 
 def format_table(summary: dict) -> str:
