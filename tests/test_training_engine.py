@@ -17,7 +17,7 @@ from lighthmr_ros.cli import main as cli_main
 from lighthmr_ros.errors import ConfigError
 from lighthmr_ros.training import config_path
 from lighthmr_ros.training.config import load_config
-from lighthmr_ros.training.train import train
+from lighthmr_ros.training.train import MetricLog, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,6 +150,35 @@ def test_stopped_run_resumes_on_the_same_schedule(fixture_env, tmp_path):
     wb = torch.load(split / "checkpoints" / "last.pt", weights_only=True)["weights"]
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_metric_log_of_a_fresh_run_moves_the_old_log_aside(tmp_path, caplog):
+    old = "step,loss\n1,9.0\n2,8.0\n"
+    (tmp_path / "log.csv").write_text(old)
+    (tmp_path / "log.csv.1.bak").write_text("an older run\n")
+    with caplog.at_level("INFO", logger="lighthmr_ros.training.train"):
+        MetricLog(tmp_path, tensorboard=False, fresh=True).write(1, {"loss": 5.0})
+    assert (tmp_path / "log.csv.1.bak").read_text() == "an older run\n"  # never overwritten
+    assert (tmp_path / "log.csv.2.bak").read_text() == old
+    assert [r["step"] for r in _log(tmp_path)] == ["1"]
+    assert "moved the previous log.csv aside to log.csv.2.bak" in caplog.text
+    MetricLog(tmp_path, tensorboard=False).write(2, {"loss": 4.0})  # resumed: appends
+    assert [(r["step"], r["loss"]) for r in _log(tmp_path)] == [("1", "5.0"), ("2", "4.0")]
+
+
+@pytest.mark.slow
+def test_no_resume_starts_a_new_log_and_resume_appends(fixture_env, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "fixture_tiny", "--output-dir", str(out), "--set", "run.max_steps=2"]
+    assert cli_main(base) == 0
+    assert [r["step"] for r in _log(out)] == ["1", "2"]
+    assert cli_main([*base, "--no-resume", "--set", "run.stop_after=1"]) == 0  # fresh run, same folder
+    assert [r["step"] for r in _log(out)] == ["1"]
+    with open(out / "log.csv.1.bak") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["1", "2"]
+    assert cli_main(base) == 0  # resumes at step 1: appends step 2
+    assert [r["step"] for r in _log(out)] == ["1", "2"]
+    assert sorted(p.name for p in out.glob("log.csv*")) == ["log.csv", "log.csv.1.bak"]
 
 
 @pytest.mark.slow

@@ -21,7 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output-dir", help="shortcut for --set run.output_dir=DIR")
     parser.add_argument(
-        "--no-resume", action="store_true", help="start over even if the output folder holds a checkpoint"
+        "--no-resume",
+        action="store_true",
+        help="start over even if the output folder holds a checkpoint (an old log.csv is moved to log.csv.N.bak)",
     )
 
 

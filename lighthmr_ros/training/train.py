@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -266,11 +267,20 @@ def load_training_state(path: Path, module: TrainModule, optimizer, scheduler, s
 
 
 class MetricLog:
-    """CSV (always) and TensorBoard (when installed and enabled) scalars, rank 0 only."""
+    """CSV (always) and TensorBoard (when installed and enabled) scalars, rank 0 only.
 
-    def __init__(self, out_dir: Path, tensorboard: bool):
+    A resumed run appends to ``log.csv``. A fresh run (``fresh``: from step 0, e.g. ``--no-resume``) in a
+    folder that already holds one moves it aside to ``log.csv.<N>.bak`` (first free N) and starts a new
+    one, so one CSV never mixes two runs.
+    """
+
+    def __init__(self, out_dir: Path, tensorboard: bool, fresh: bool = False):
         self.path = out_dir / "log.csv"
         self.fields: list[str] | None = None
+        if fresh and self.path.exists():
+            backup = next(p for n in itertools.count(1) if not (p := out_dir / f"log.csv.{n}.bak").exists())
+            self.path.rename(backup)
+            log.info("fresh run in %s: moved the previous log.csv aside to %s", out_dir, backup.name)
         if self.path.exists():
             with open(self.path) as f:
                 header = f.readline().strip()
@@ -540,7 +550,7 @@ class Reporter:
         import yaml
 
         (engine.out_dir / "config.yaml").write_text(yaml.safe_dump(engine.cfg.to_dict(), sort_keys=False))
-        self.metric_log = MetricLog(engine.out_dir, engine.cfg.run.tensorboard)
+        self.metric_log = MetricLog(engine.out_dir, engine.cfg.run.tensorboard, fresh=start == 0)
         if engine.cfg.run.progress:
             from tqdm import tqdm
 
