@@ -4,7 +4,7 @@ Why: a single image fixes where a person is seen but only guesses how far (a chi
 camera and an adult farther away look alike), so the distance is the least certain part of a
 monocular estimate. An RGB-D camera measures it.
 
-How, per image: all predicted meshes are rendered into one z-buffer (lighthmr_ros.synth.raster),
+How, per image: all predicted meshes are rendered into one z-buffer (lighthmr_ros.raster),
 so each pixel belongs to the nearest person there: pixels where someone else is in front do not
 count for the person behind (occlusion by other people). Each person's own pixels, shrunk by a
 pixel at the silhouette (edges mix person and background in real sensors), are compared with the
@@ -106,7 +106,7 @@ def render_owner_depth(humans: Sequence[Human], faces: np.ndarray, K: np.ndarray
 
     Pixel (i, j) of the result covers the image point ((j + 0.5) / scale, (i + 0.5) / scale).
     """
-    from lighthmr_ros.synth.raster import rasterize
+    from lighthmr_ros.raster import rasterize
 
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
     sx, sy = w / width, h / height

@@ -5,7 +5,7 @@ the node's debug image) and for the per-person colour that RViz markers share (`
 It needs neither OpenGL nor ROS. Two ways to draw the mesh:
 
 - ``"shaded"``: z-buffered, shaded triangles from the plain-torch rasteriser of
-  lighthmr_ros.synth.raster, so nearer people hide farther ones (tens of ms: for saved pictures);
+  lighthmr_ros.raster, so nearer people hide farther ones (tens of ms: for saved pictures);
 - ``"points"``: the projected vertices blended in, no z-buffer (one matrix product per person:
   cheap enough for every frame of the node's debug image).
 """
@@ -75,7 +75,7 @@ def _draw_shaded(out: np.ndarray, meshes: Sequence[Human], K: np.ndarray, faces:
     """Rasterise all people at once (one z-buffer) and blend the shaded colours into ``out``."""
     import torch
 
-    from lighthmr_ros.synth.raster import project, rasterize, shade
+    from lighthmr_ros.raster import project, rasterize, shade
 
     height, width = out.shape[:2]
     K_t = torch.as_tensor(K, dtype=torch.float32)

@@ -1,6 +1,10 @@
 """RGB-D depth fusion on synthetic scenes rendered with their true depth."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -153,3 +157,30 @@ def test_fusion_lowers_the_default_models_root_error(tmp_path):
     assert figures.people >= 10 and figures.corrected >= figures.people // 2
     assert figures.fused_median_root_error_m < 0.6 * figures.median_root_error_m
     assert figures.fused_depth_error_m < figures.depth_error_m
+
+
+def test_rendering_at_runtime_does_not_load_the_synthetic_data_package():
+    """Depth fusion and the shaded overlay use the neutral lighthmr_ros.raster, not lighthmr_ros.synth."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from lighthmr_ros.depth_fusion import render_owner_depth
+        from lighthmr_ros.human import Human
+        from lighthmr_ros.overlay import render_overlay
+
+        verts = np.array([[0, 0, 2.0], [0.3, 0, 2.2], [0, 0.3, 2.2], [0, 0, 2.4]], np.float32) - [0.1, 0.1, 0]
+        faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+        z = np.zeros(3)
+        h = Human(id=1, score=1.0, center_2d=z[:2], translation=z, pose=z, shape=z, expression=z,
+                  joints=np.zeros((1, 3)), joints_2d=np.zeros((1, 2)), vertices=verts)
+        K = np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]])
+        owner, depth = render_owner_depth([h], faces, K, 64, 64)
+        shaded = render_overlay(np.zeros((64, 64, 3), np.uint8), [h], K, faces, labels=False)
+        assert (owner == 0).sum() > 20 and np.isfinite(depth).sum() > 20 and shaded.any()
+        print(sorted(m for m in sys.modules if m.startswith("lighthmr_ros.synth")))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -10,10 +10,10 @@ import roma
 import torch
 
 from lighthmr_ros.errors import DatasetError
+from lighthmr_ros.raster import project, rasterize, vertex_normals
 from lighthmr_ros.synth import SceneGenerator, SynthConfig, list_scenes, load_scene, read_depth, read_meta
 from lighthmr_ros.synth.format import depth_to_millimetres, write_meta, write_scene
 from lighthmr_ros.synth.poses import LIMITS, PoseSampler, sample_phenotype
-from lighthmr_ros.synth.raster import project, rasterize, vertex_normals
 
 # ---------------------------------------------------------------- rasteriser
 

@@ -1,8 +1,8 @@
 """Synthetic multi-person scenes made with the bundled Anny body model (``lighthmr synth``).
 
-- scene.py: scene sampling and rendering (SceneGenerator -> RenderedScene, generate_scenes, SynthConfig)
+- scene.py: scene sampling and rendering (SceneGenerator -> RenderedScene, generate_scenes, SynthConfig),
+  with the plain-torch z-buffer rasteriser of lighthmr_ros.raster (shared with the overlay, depth fusion)
 - poses.py: random phenotypes and poses within joint limits
-- raster.py: a plain-torch z-buffer rasteriser (no OpenGL needed)
 - backgrounds.py: photos and textures shipped in installed packages
 - format.py: the on-disk format (documented there), its writer and its readers (load_scene, read_depth)
 """

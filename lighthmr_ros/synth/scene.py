@@ -21,10 +21,10 @@ import roma
 import torch
 import torch.nn.functional as F
 
+from lighthmr_ros.raster import project, rasterize, shade
 from lighthmr_ros.synth import backgrounds
 from lighthmr_ros.synth.format import read_meta, scene_stem, write_meta, write_scene
 from lighthmr_ros.synth.poses import PoseSampler, sample_phenotype
-from lighthmr_ros.synth.raster import project, rasterize, shade
 
 
 @dataclass
