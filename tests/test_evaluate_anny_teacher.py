@@ -15,7 +15,8 @@ from lighthmr_ros.errors import DatasetError
 from lighthmr_ros.model.hmr import Detections
 from lighthmr_ros.training.datasets import create_dataset
 from lighthmr_ros.training.evaluate import evaluate_model
-from lighthmr_ros.training.targets import prepare_sample, project_points
+from lighthmr_ros.training.supervision import build_person_targets
+from lighthmr_ros.training.targets import collate, prepare_sample, project_points
 
 pytestmark = pytest.mark.slow
 
@@ -160,3 +161,139 @@ def test_evaluate_cli_takes_the_official_teacher_file(synth_root, tmp_path, caps
     result = json.loads(out.read_text())
     assert result["protocol"] == "synthetic-native-cross-rig" and "PA-PVE" in printed
     assert result["num_gt"] > 0 and result["images"] == 3
+
+
+# ------------------------------------------------------------------ SMPL-X data sets: anny2smplx.pth
+def write_anny2smplx(path, smplx_vertices: int, anny_vertices: int, seed: int = 0) -> dict:
+    """A correspondence file in the layout of Anny's anny2smplx.pth: each SMPL-X vertex a barycentric blend
+    of three distinct Anny vertices of a mesh of ``anny_vertices`` (13,718: the default Anny model's, 19,158:
+    the base mesh), weights stored as a tuple of three arrays, the reverse map sized by that mesh."""
+    rng = np.random.default_rng(seed)
+    slots = rng.permutation(anny_vertices)[: 3 * smplx_vertices].reshape(smplx_vertices, 3)
+    w = rng.dirichlet([2.0, 2.0, 2.0], size=smplx_vertices)
+    data = {
+        "anny2dst_vertex_indices": torch.as_tensor(slots, dtype=torch.int64),
+        "anny2dst_barycentric_coordinates": tuple(torch.as_tensor(w[:, k]) for k in range(3)),
+        "dst_faces": torch.zeros(1, 3, dtype=torch.int64),
+        "dst2anny_vertex_indices": torch.zeros(anny_vertices, 3, dtype=torch.int64),
+        "dst2anny_barycentric_coordinates": tuple(torch.ones(anny_vertices) / 3 for _ in range(3)),
+        "anny_faces": torch.zeros(1, 4, dtype=torch.int64),
+    }
+    torch.save(data, path)
+    return {"slots": slots, "weights": w}
+
+
+@pytest.fixture(scope="module")
+def smplx_body(smplx_model_dir):
+    from lighthmr_ros.body.smplx_model import SMPLXBody
+
+    return SMPLXBody(smplx_model_dir)
+
+
+class SMPLXTruthAsAnnyMesh:
+    """'Predicts' each BEDLAM person's SMPL-X GT mesh written into the teacher's Anny mesh so that the
+    file's blend gives it back exactly; the Anny joints are garbage (only the mesh may be used)."""
+
+    def __init__(self, reader, size, smplx_body, slots_in_teacher_mesh):
+        self.queue = []
+        for i in range(len(reader)):
+            s = prepare_sample(reader[i], size)
+            batch = collate([s], size, select=False)
+            t = build_person_targets(batch, torch.ones(len(s.persons), dtype=torch.bool), smplx_body, "cpu")
+            verts = torch.zeros(len(s.persons), 19158, 3)
+            for k in range(3):
+                verts[:, torch.as_tensor(slots_in_teacher_mesh[:, k])] = t.vertices
+            self.queue.append((verts, t))
+
+    def __call__(self, images, K, **kwargs) -> Detections:
+        verts, _ = self.queue.pop(0)
+        P = len(verts)
+        z = torch.zeros
+        return Detections(
+            batch_index=z(P, dtype=torch.long), score=torch.ones(P), loc=z(P, 2), dist=z(P), transl=z(P, 3),
+            transl_pelvis=z(P, 3), rotmat=z(P, 163, 3, 3), rotvec=z(P, 163, 3), shape=z(P, 6), expression=z(P, 0),
+            vertices=verts, joints=torch.full((P, 163, 3), 7.0), joints_2d=z(P, 163, 2),
+            cells=z(P, 2, dtype=torch.long), offset=z(P, 2), pred_cam=z(P, 3), score_map=z(1, 1, 1),
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("anny_mesh", [19158, 13718])
+def test_anny_meshes_are_measured_on_smplx_data(bedlam_root, smplx_body, fullbody, anny_body, tmp_path, anny_mesh):
+    """An Anny mesh that re-samples to the GT SMPL-X mesh: PVE/PA-PVE equal the offset of the regressed
+    pelvis, MPJPE equals the regressed-vs-kinematic joint difference, all persons matched."""
+    from types import SimpleNamespace
+
+    from lighthmr_ros.body.anny2smplx import AnnyToSMPLX
+    from lighthmr_ros.training.metrics import mpjpe, pa_mpjpe
+
+    path = tmp_path / "anny2smplx.pth"
+    made = write_anny2smplx(path, smplx_body.spec.num_vertices, anny_mesh)
+    mapping = AnnyToSMPLX.load(path, fullbody, smplx_body)
+    base = anny_body.anny.base_mesh_vertex_indices.numpy() if anny_mesh == 13718 else np.arange(19158)
+    torch.testing.assert_close(mapping.indices, torch.as_tensor(base[made["slots"]]))
+
+    reader = create_dataset("bedlam", bedlam_root[0], split="train")
+    size = 224
+    runner = SMPLXTruthAsAnnyMesh(reader, size, smplx_body, base[made["slots"]])
+    expected = {"mpjpe": [], "pa_mpjpe": [], "pve": [], "pa_pve": []}
+    for _, t in runner.queue:  # the same measures computed here from the GT mesh itself
+        reg = smplx_body.joints_from_vertices(t.vertices)
+        for p in range(len(reg)):
+            pj, gj = reg[p, :22].numpy(), t.joints[p, :22].numpy()
+            expected["mpjpe"].append(mpjpe(pj, gj, root=0))
+            expected["pa_mpjpe"].append(pa_mpjpe(pj, gj))
+            gv = t.vertices[p].numpy()
+            expected["pve"].append(mpjpe(gv - pj[0], gv - gj[0]))
+            expected["pa_pve"].append(pa_mpjpe(gv, gv))
+    model = torch.nn.Module()
+    model.body, model.config = fullbody, SimpleNamespace(image_size=size)
+    summary = evaluate_model(model, reader, size=size, runner=runner, progress=False, anny2smplx=mapping)
+    assert summary["num_gt"] == 8 and summary["num_matched"] == 8 and summary["f1"] == pytest.approx(100.0)
+    for key, values in expected.items():
+        assert summary[key] == pytest.approx(float(np.mean(values)), abs=1e-3), key
+    assert summary["pa_pve"] < 1e-3 and summary["protocol"] == "bedlam-lighthmr-anny2smplx"
+
+
+def test_anny2smplx_file_errors(tmp_path, smplx_body, fullbody):
+    from lighthmr_ros.body.anny2smplx import AnnyToSMPLX
+    from lighthmr_ros.errors import BodyModelError
+
+    V = smplx_body.spec.num_vertices
+    with pytest.raises(BodyModelError, match="does not exist"):
+        AnnyToSMPLX.load(tmp_path / "missing.pth", fullbody, smplx_body)
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(BodyModelError, match="not a readable torch file"):
+        AnnyToSMPLX.load(tmp_path / "junk.pth", fullbody, smplx_body)
+    torch.save({"anny_faces": torch.zeros(1, 4)}, tmp_path / "keys.pth")
+    with pytest.raises(BodyModelError, match="needs"):
+        AnnyToSMPLX.load(tmp_path / "keys.pth", fullbody, smplx_body)
+    write_anny2smplx(tmp_path / "rows.pth", V + 5, 19158)
+    with pytest.raises(BodyModelError, match="use the SMPL-X model the file was made for"):
+        AnnyToSMPLX.load(tmp_path / "rows.pth", fullbody, smplx_body)
+    write_anny2smplx(tmp_path / "mesh.pth", V, 12000)
+    with pytest.raises(BodyModelError, match="Anny mesh of 12000 vertices"):
+        AnnyToSMPLX.load(tmp_path / "mesh.pth", fullbody, smplx_body)
+    data = torch.load(tmp_path / "mesh.pth", weights_only=True)
+    data["anny2dst_barycentric_coordinates"] = tuple(torch.ones(V) for _ in range(3))
+    torch.save(data, tmp_path / "weights.pth")
+    with pytest.raises(BodyModelError, match="sum to 1"):
+        AnnyToSMPLX.load(tmp_path / "weights.pth", fullbody, smplx_body)
+
+
+def test_evaluate_cli_names_the_missing_correspondence(
+    bedlam_root, tmp_path, anny_reference_state, monkeypatch, capsys
+):
+    """An Anny checkpoint on an SMPL-X data set without the correspondence file: one clear sentence."""
+    import lighthmr_ros.body.anny2smplx as a2s
+    from lighthmr_ros.cli import main as cli_main
+
+    monkeypatch.setattr(a2s, "default_anny2smplx_path", lambda: None)  # a machine without Anny's non-commercial data
+    ckpt = tmp_path / "teacher.pt"
+    args = argparse.Namespace(img_size=448, backbone="dinov2_vits14", xat_dim=512, xat_depth=2, xat_heads=16,
+                              xat_dim_head=32, xat_mlp_dim=2048, person_center="head", num_betas=11)  # fmt: skip
+    torch.save({"model_state_dict": anny_reference_state, "args": args}, ckpt)
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--dataset", "bedlam", "--root", str(bedlam_root[0]),
+            "--device", "cpu", "--output", str(tmp_path / "m.json")]  # fmt: skip
+    assert cli_main(argv) != 0
+    err = capsys.readouterr().err
+    assert "predicts Anny meshes" in err and "--anny2smplx" in err and "Traceback" not in err

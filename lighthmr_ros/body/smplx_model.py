@@ -155,6 +155,25 @@ class SMPLXBody(BodyModel):
     def mean_shape(self) -> torch.Tensor:
         return torch.zeros(self.spec.num_shape, device=self.faces.device)
 
+    def joints_from_vertices(self, vertices: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3) posed mesh -> (B, K, 3) joints in ``spec.joint_names`` order: the skeleton by the
+        J_regressor applied to the posed mesh (how a mesh without SMPL-X's skeleton, e.g. an Anny mesh
+        re-sampled on SMPL-X, gets joints; the model's own skeleton joints come from its kinematic chain),
+        then the vertex-selected joints and face landmarks as in ``forward``."""
+        from smplx.lbs import vertices2landmarks
+
+        bm = self.bm_x
+        vertices = vertices.to(bm.v_template.dtype)
+        batch = vertices.shape[0]
+        joints = torch.einsum("jv,bvc->bjc", bm.J_regressor.to(vertices.device), vertices)
+        landmarks = vertices2landmarks(
+            vertices,
+            bm.faces_tensor.to(vertices.device),
+            bm.lmk_faces_idx.to(vertices.device).expand(batch, -1).contiguous(),
+            bm.lmk_bary_coords.to(vertices.device).expand(batch, -1, -1),
+        )
+        return torch.cat([bm.vertex_joint_selector(vertices, joints), landmarks], dim=1)
+
     def forward(self, rotmats: torch.Tensor, shape: torch.Tensor, expression: torch.Tensor | None = None) -> BodyOutput:
         from smplx.lbs import lbs, vertices2landmarks
 

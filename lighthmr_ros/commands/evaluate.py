@@ -31,6 +31,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--smplx2smpl", help="3DPW standard protocol: Multi-HMR's smplx2smpl.pkl (6890 x 10475)"
     )
     parser.add_argument(
+        "--anny2smplx",
+        help="Anny checkpoints (students, the Multi-HMR-Anny teacher) on 3DPW/BEDLAM/AGORA: Anny's "
+        "anny2smplx.pth correspondence (non-commercial data; default: anny's cache, "
+        "~/.cache/anny/noncommercial/anny2smplx.pth, when present); needs --smplx-model-dir",
+    )
+    parser.add_argument(
         "--det-threshold",
         type=float,
         help="detection threshold (default: 0.2 under the 3DPW standard protocol, else 0.5)",
@@ -99,6 +105,34 @@ def _threedpw_protocol(args: argparse.Namespace):
     return ThreeDPWProtocol.from_files(args.smpl_dir, args.h36m_regressor, args.smplx2smpl)
 
 
+def _anny_to_smplx(args: argparse.Namespace, model, device: str):
+    """The SMPL-X view of an Anny checkpoint on an SMPL/SMPL-X data set (None where it is not needed)."""
+    from lighthmr_ros.body.anny2smplx import AnnyToSMPLX, default_anny2smplx_path
+    from lighthmr_ros.errors import ConfigError
+
+    anny_model = hasattr(model.body, "anny")
+    if args.anny2smplx and (args.dataset == "synthetic" or not anny_model):
+        raise ConfigError(
+            "--anny2smplx measures an Anny checkpoint on SMPL/SMPL-X annotations; drop it for "
+            f"{'synthetic Anny scenes' if args.dataset == 'synthetic' else 'an SMPL-X checkpoint'}"
+        )
+    if args.dataset == "synthetic" or not anny_model:
+        return None
+    path = args.anny2smplx or default_anny2smplx_path()
+    if path is None:
+        raise ConfigError(
+            f"this checkpoint predicts Anny meshes and {args.dataset} is annotated in SMPL/SMPL-X: give "
+            "--anny2smplx with Anny's anny2smplx.pth (non-commercial data; "
+            "python -c 'import anny.paths as p; p.get_anny2smplx_data_path()' downloads it) and --smplx-model-dir"
+        )
+    from lighthmr_ros.body.smplx_model import SMPLXBody
+
+    smplx = SMPLXBody(args.smplx_model_dir)
+    mapping = AnnyToSMPLX.load(path, model.body, smplx)
+    print(f"Anny meshes measured in SMPL-X terms through {path}")
+    return mapping
+
+
 def run(args: argparse.Namespace) -> int:
     from lighthmr_ros.device import resolve_device
     from lighthmr_ros.errors import ConfigError
@@ -124,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     )
     reader = create_dataset(args.dataset, args.root, split=split, subsample=args.subsample)
     model = load_model_for_eval(args.checkpoint, device=device, smplx_model_dir=args.smplx_model_dir)
+    anny2smplx = _anny_to_smplx(args, model, device)
     runner = None
     if args.backend == "onnxruntime":
         from lighthmr_ros.onnx_backend import OnnxHMR
@@ -144,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
             protocol=protocol,
             limit=args.limit,
             runner=runner,
+            anny2smplx=anny2smplx,
         )
     finally:
         if runner is not None:

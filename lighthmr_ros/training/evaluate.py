@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
+from lighthmr_ros.body.anny2smplx import AnnyToSMPLX
 from lighthmr_ros.body.correspondence import body_correspondence, select_vertices
 from lighthmr_ros.errors import BodyModelError, ConfigError, DatasetError
 from lighthmr_ros.training.losses import joint_index_map
@@ -90,6 +93,7 @@ def evaluate_model(
     runner=None,
     indices: Iterable[int] | None = None,
     reduce: Callable[[list[float]], list[float]] | None = None,
+    anny2smplx: AnnyToSMPLX | None = None,
 ) -> dict:
     """Metrics of ``model`` (an HMRModel) over ``reader`` (an HMRDataset).
 
@@ -100,7 +104,9 @@ def evaluate_model(
     ``det_threshold``: default 0.2 under that protocol (Multi-HMR's evaluation), else 0.5.
     ``runner``: what runs the network instead of ``model`` itself (called like it), e.g. the
     onnxruntime backend (``lighthmr_ros.onnx_backend.OnnxHMR``); ``model`` still provides the
-    config, the body model for the ground truth and the device."""
+    config, the body model for the ground truth and the device.
+    ``anny2smplx``: an Anny model on SMPL / SMPL-X annotations: its meshes re-sampled on SMPL-X and SMPL-X's
+    joints regressed from them (``lighthmr_ros.body.anny2smplx``); that SMPL-X body builds the GT meshes."""
     device = torch.device(device)
     model = model.to(device).eval()
     size = size or model.config.image_size
@@ -108,7 +114,8 @@ def evaluate_model(
         raise ConfigError(
             f"this checkpoint runs at {model.config.image_size} px, not {size}; drop --image-size"
         )
-    spec = model.body.spec
+    spec = model.body.spec if anny2smplx is None else anny2smplx.smplx.spec  # the SMPL-X data's terms
+    smplx_gt_body = model.body if anny2smplx is None else anny2smplx.smplx.to(device)
     dataset = getattr(reader, "name", "")
     standard = protocol is not None and dataset == "3dpw"
     if standard:
@@ -151,7 +158,15 @@ def evaluate_model(
             gt_kps = batch["native_joints_2d"][:, corr.gt_joints].numpy()
             pred_kps = det.joints_2d[:, corr.pred_joints].cpu().numpy()
         else:  # 2-D keypoints for matching: GT joints present in both skeletons
-            tgt = build_person_targets(batch, keep, model.body, device) if G else None
+            if anny2smplx is not None:
+                det = _in_smplx_terms(det, batch["K"].to(device), anny2smplx)
+            elif hasattr(model.body, "anny"):
+                raise DatasetError(
+                    f"the checkpoint predicts Anny meshes ({spec.name}) and {dataset} is annotated in "
+                    "SMPL/SMPL-X: give --anny2smplx (Anny's anny2smplx.pth correspondence) and "
+                    "--smplx-model-dir to measure it in SMPL-X terms."
+                )
+            tgt = build_person_targets(batch, keep, smplx_gt_body, device) if G else None
             eval_joints, root = body_m, pelvis
             n_match = min(24, batch["joints_2d"].shape[1]) if is_agora else batch["joints_2d"].shape[1]
             jm, js = joint_index_map(spec.joint_names, count=n_match)
@@ -200,6 +215,11 @@ def evaluate_model(
     summary = summary_from_totals(reduce(totals) if reduce is not None else totals)
     name, sentence = describe_protocol(dataset, protocol)
     rigs = [c.description for _, c in native_bodies.values() if c.pred_vertices is not None]
+    if anny2smplx is not None and not native_bodies:
+        name, sentence = f"{name}-anny2smplx", (
+            f"{sentence}; the Anny meshes re-sampled on SMPL-X by {Path(anny2smplx.source).name}, SMPL-X "
+            "joints regressed from them"
+        )
     if rigs:  # another rig of the annotation's body model (the Anny teacher on Anny scenes)
         name, sentence = f"{name}-cross-rig", f"{sentence}; {'; '.join(rigs)}"
     if standard:  # the published tables print fractions rounded to 2 decimals
@@ -214,6 +234,18 @@ def evaluate_model(
         protocol_description=sentence,
     )
     return summary
+
+
+def _in_smplx_terms(det, K: torch.Tensor, anny2smplx: AnnyToSMPLX):
+    """An Anny model's detections with SMPL-X vertices, joints regressed from them and their projection
+    (network-image pixels, the batch's K)."""
+    if det.vertices is None:
+        raise DatasetError("this runner returns no vertices: an Anny model is measured on SMPL-X through its mesh")
+    vertices = anny2smplx.vertices(det.vertices.float())
+    joints = anny2smplx.joints(vertices).to(vertices.dtype)
+    uvw = torch.einsum("pij,pkj->pki", K[det.batch_index].to(joints.dtype), joints)
+    joints_2d = uvw[..., :2] / uvw[..., 2:3].clamp(min=1e-6)
+    return replace(det, vertices=vertices, joints=joints, joints_2d=joints_2d)
 
 
 def _native_ground_truth(model_body, name: str):
