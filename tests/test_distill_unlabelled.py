@@ -235,3 +235,39 @@ def test_teacher_must_be_anny(tmp_path):
 
     with pytest.raises(ConfigError, match="Anny teacher"):
         load_anny_teacher("lighthmr_tinyvit5m", 64)
+
+
+@pytest.mark.slow
+def test_pseudo_labels_put_the_student_root_where_the_student_rig_has_it(footage, anny_body):
+    """The teacher's legacy rig puts its root 7-9 cm below the student's: the labels carry the student's root
+    (rigid with its children pelvis.L/R and spine05), in 3-D and projected, never the teacher's."""
+    from lighthmr_ros.body.anny_model import AnnyFullBody
+    from lighthmr_ros.body.correspondence import root_from_children
+
+    held = footage["held"]
+    names = list(held.joint_names)
+    hips = [names.index("pelvis.L"), names.index("pelvis.R")]
+    fullbody = AnnyFullBody()
+    legacy = list(fullbody.spec.joint_names)
+    checked = 0
+    for i in range(len(held)):
+        sample = held.load(i)
+        for person in sample.persons:
+            n = person.native
+            joints = torch.as_tensor(n["joints"], dtype=torch.float32)[None]
+            shape = torch.as_tensor(n["shape"], dtype=torch.float32)[None]
+            posed = {name: joints[:, j] for j, name in enumerate(names)}
+            torch.testing.assert_close(root_from_children(anny_body, posed, shape)[0], joints[0, 0], atol=1e-5, rtol=0)
+            np.testing.assert_allclose(n["transl_pelvis"], n["joints"][0])
+            uvw = sample.K @ n["joints"][0]
+            np.testing.assert_allclose(n["joints_2d"][0], uvw[:2] / uvw[2], atol=1e-2)
+            # root-to-hip-mid-point distance: the student rig's at this shape, not the legacy rig's
+            eye = torch.eye(3)
+            rest_s = anny_body(eye.expand(1, anny_body.spec.num_pose_joints, 3, 3).contiguous(), shape).joints[0]
+            rest_l = fullbody(eye.expand(1, 163, 3, 3).contiguous(), shape).joints[0]
+            d = float((joints[0, 0] - joints[0, hips].mean(0)).norm())
+            d_s = float((rest_s[0] - rest_s[hips].mean(0)).norm())
+            d_l = float((rest_l[0] - rest_l[[legacy.index("pelvis.L"), legacy.index("pelvis.R")]].mean(0)).norm())
+            assert abs(d - d_s) < 1e-3 and abs(d - d_l) > 0.01, (d, d_s, d_l)
+            checked += 1
+    assert checked > 0

@@ -114,4 +114,31 @@ def select_vertices(vertices: torch.Tensor, corr: Correspondence) -> torch.Tenso
     return vertices[..., torch.as_tensor(corr.pred_vertices, device=vertices.device), :]
 
 
-__all__ = ["Correspondence", "body_correspondence", "select_vertices", "REST_TOLERANCE_M"]
+__all__ = ["Correspondence", "body_correspondence", "root_from_children", "select_vertices", "REST_TOLERANCE_M"]
+
+
+def root_from_children(body: BodyModel, posed: dict[str, torch.Tensor], shape: torch.Tensor) -> torch.Tensor:
+    """(P, 3) where ``body``'s root joint is, given its root's children posed (``posed``: name -> (P, 3),
+    e.g. from another rig that puts its own root elsewhere) and each person's ``shape`` (P, S).
+
+    The children's heads ride rigidly on the root bone, so the rigid map that takes the children from the
+    rest pose (``body`` at identity rotations and that shape) to ``posed`` takes the root there too."""
+    spec = body.spec
+    root = spec.pelvis_index
+    children = [i for i, p in enumerate(spec.joint_parents) if p == root]
+    names = [spec.joint_names[i] for i in children]
+    missing = [n for n in names if n not in posed]
+    if len(children) < 3 or missing:
+        raise DatasetError(f"{spec.name}'s root cannot be placed from its children (lacking {missing or names})")
+    P = shape.shape[0]
+    with torch.no_grad():
+        eye = torch.eye(3, dtype=torch.float32, device=shape.device).expand(P, spec.num_pose_joints, 3, 3)
+        rest = body(eye.contiguous(), shape.float()).joints.double()
+    src = rest[:, children]  # (P, C, 3)
+    dst = torch.stack([posed[n].double() for n in names], dim=1)
+    sc, dc = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
+    u, _, vt = torch.linalg.svd((src - sc).transpose(1, 2) @ (dst - dc))
+    d = torch.sign(torch.linalg.det(u @ vt))
+    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], dim=-1))
+    rot = u @ fix @ vt  # row-vector convention: x_posed = (x_rest - sc) @ rot + dc
+    return ((rest[:, root : root + 1] - sc) @ rot + dc)[:, 0].to(shape.dtype)

@@ -23,7 +23,14 @@
 Joints are matched BY BONE NAME: the teacher's full rig has 163 bones, the student's Anny body 104
 joints, all of them named in the teacher's rig. Rotations are not distilled: the teacher's poses use
 anny's local-bone parameterisation on its own rig, which the student's rotations do not share; the 3-D
-joint positions carry the pose instead.
+joint positions carry the pose instead. 103 of the student's 104 joints sit where the teacher's same-named
+bones do; the student's ``root`` does not (the legacy rig's is 7-9 cm lower), so it is placed from its
+children (``body.correspondence.root_from_children``).
+Phenotypes are copied as numbers, and the same six numbers do not make the same body in both models: the
+teacher's Anny also holds cupsize, firmness and three race weights at 0.5, the student's default Anny has
+no such phenotypes. Measured (mean vertex distance, hip-centred, rest pose): 6.4 mm at the mean body,
+15-20 mm at height 0 or 1, 24-27 mm at gender 0 or 1, 30 mm at age 1. Fitting the student's phenotypes to
+the teacher's mesh would remove it; not done.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import cv2
 import numpy as np
 import torch
 
+from lighthmr_ros.body.correspondence import body_correspondence, root_from_children
 from lighthmr_ros.errors import BagError, ConfigError, DatasetError
 from lighthmr_ros.training.datasets import HMRDataset, read_rgb
 from lighthmr_ros.training.targets import PersonTarget, Sample
@@ -47,7 +55,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 BAG_SUFFIXES = (".mcap", ".db3", ".bag")
-LABELS_FORMAT = "lighthmr_ros.pseudo_labels"
+# /2: the student's root placed from its children (the first format kept the teacher's root, 7-9 cm off).
+LABELS_FORMAT = "lighthmr_ros.pseudo_labels/2"
 
 
 # ------------------------------------------------------------------------------------------ frames
@@ -187,7 +196,7 @@ class PseudoLabelSettings:
     topic: str | None = None
 
 
-def _student_names(body_name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _student_body(body_name: str):
     if body_name != "anny":
         raise ConfigError(
             f"unlabelled distillation trains an Anny student (model.body_model: anny), not {body_name!r}: "
@@ -195,8 +204,7 @@ def _student_names(body_name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         )
     from lighthmr_ros.body.anny_model import AnnyBody
 
-    spec = AnnyBody().spec
-    return tuple(spec.joint_names), tuple(spec.pose_joint_names)
+    return AnnyBody()
 
 
 @torch.no_grad()
@@ -219,7 +227,8 @@ def pseudo_label(
 
     st = settings or PseudoLabelSettings()
     out = Path(out_dir)
-    joint_names, bones = _student_names(body_name)
+    student = _student_body(body_name)
+    joint_names, bones = tuple(student.spec.joint_names), tuple(student.spec.pose_joint_names)
     size = teacher.config.image_size
     meta = {
         "source": str(Path(source).expanduser().resolve()),
@@ -244,6 +253,10 @@ def pseudo_label(
     if missing:
         raise ConfigError(f"the teacher's rig lacks the student's joints {missing[:5]}; cannot match by name")
     jsel = torch.tensor([index[n] for n in joint_names])
+    root = student.spec.pelvis_index
+    # The teacher's legacy rig puts its root 7-9 cm below the student's: place the student's root from its
+    # children instead (root_from_children), in 3-D and in the image.
+    moved_root = root not in body_correspondence(teacher.body, student).gt_joints
     device = next(teacher.parameters()).device
     choice = resolve_precision("auto", device)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(choice.name)
@@ -270,6 +283,14 @@ def pseudo_label(
                 uv = uv.double()
                 return uv @ torch.from_numpy(inv[:2, :2]).T + torch.from_numpy(inv[:2, 2])
 
+            joints = det.joints[rows].float().cpu()[:, jsel]
+            joints_2d = det.joints_2d[rows].float().cpu()[:, jsel]
+            shape = det.shape[rows].float().cpu()
+            if moved_root and len(rows):
+                posed = {n: joints[:, i] for i, n in enumerate(joint_names)}
+                joints[:, root] = root_from_children(student, posed, shape)
+                uvw = joints[:, root].double() @ det.K[b].double().cpu().T
+                joints_2d[:, root] = (uvw[:, :2] / uvw[:, 2:3]).float()
             records.append(
                 {
                     "name": name,
@@ -278,9 +299,9 @@ def pseudo_label(
                     "fov": float(det.fov[b]),
                     "score": det.score[rows].float().cpu(),
                     "center": back(det.loc[rows].cpu()).float(),
-                    "joints": det.joints[rows].float().cpu()[:, jsel],
-                    "joints_2d": back(det.joints_2d[rows].cpu()[:, jsel]).float(),
-                    "shape": det.shape[rows].float().cpu(),
+                    "joints": joints,
+                    "joints_2d": back(joints_2d).float(),
+                    "shape": shape,
                 }
             )
         pending.clear()
@@ -334,7 +355,13 @@ class PseudoLabelDataset(HMRDataset):
             )
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if payload.get("format") != LABELS_FORMAT:
-            raise DatasetError(f"{path} is not a lighthmr pseudo-label file")
+            older = str(payload.get("format", "")).startswith("lighthmr_ros.pseudo_labels")
+            raise DatasetError(
+                f"{path} was made by an older lighthmr (its student root is the teacher's, 7-9 cm off): rerun "
+                "lighthmr distill --unlabelled to relabel"
+                if older
+                else f"{path} is not a lighthmr pseudo-label file"
+            )
         self.meta = payload["meta"]
         self.joint_names = tuple(payload["joint_names"])
         self.pose_joint_names = tuple(payload["pose_joint_names"])
