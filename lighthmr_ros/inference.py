@@ -27,7 +27,7 @@ from lighthmr_ros.model.camera import project
 from lighthmr_ros.model.checkpoint import load_checkpoint, model_notice
 from lighthmr_ros.model.hmr import Detections
 from lighthmr_ros.perf import keep_freed_memory, optimize_for_inference, torch_threads
-from lighthmr_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, Letterbox, as_rgb, letterbox
+from lighthmr_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, Letterbox, as_rgb, letterbox, letterbox_geometry
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,18 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 class CameraUsed:
     """The intrinsics one image was processed with, in its original pixels, and where they came from:
     "given" (the caller's K), "fov" (``fov_deg`` across the larger side, or 60 degrees for models
-    without a camera head) or "estimated" (the Anny teacher's own field-of-view estimate)."""
+    without a camera head) or "estimated" (the Anny teacher's own field-of-view estimate).
+
+    ``fov_estimate_deg``: what the model's camera head regressed from this image (degrees across the
+    larger side), whichever K was used: the head reads the image only, never K, so a caller that runs
+    the network with a K of its own still gets the estimate (lighthmr_ros.ros.fov_estimate). None for
+    models without a camera head."""
 
     K: np.ndarray  # (3, 3)
     source: str
     width: int
     height: int
+    fov_estimate_deg: float | None = None
 
     @property
     def estimated(self) -> bool:
@@ -198,6 +204,20 @@ class Predictor:
         """K with ``fov_deg`` across the larger image side, principal point at the image centre."""
         return _default_K(width, height, fov_deg).numpy().astype(np.float64)
 
+    def estimated_K(self, width: int, height: int, fov_deg: float) -> np.ndarray:
+        """The K the model's camera head builds from a field of view of ``fov_deg`` (across the larger side),
+        in the original image's pixels: ``predict_with_camera``'s estimated K for an image of this size
+        whose estimate is ``fov_deg``. (Its principal point is the network square's centre mapped back,
+        a fraction of a pixel from ``default_K``'s.)"""
+        if not (math.isfinite(fov_deg) and 0.0 < fov_deg < 180.0):
+            raise ImageError(f"a field of view must lie between 0 and 180 degrees, got {fov_deg!r}")
+        size = self.image_size
+        focal = (size / 2) / math.tan(math.radians(fov_deg) / 2)
+        K_net = np.array([[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]])
+        box = letterbox_geometry(width, height, size)
+        A = np.array([[box.sx, 0.0, box.tx], [0.0, box.sy, box.ty], [0.0, 0.0, 1.0]])
+        return np.linalg.solve(A, K_net)
+
     def autocast(self):
         """The autocast context of this Predictor's precision (a no-op for fp32 and int8)."""
         if self.precision not in ("fp16", "bf16"):  # fp32; int8 (onnxruntime) has its own graphs
@@ -326,13 +346,23 @@ class Predictor:
                 with_vertices=with_vertices,
                 **extra,
             )
-        for i in (i for i, e in enumerate(estimate) if e):  # network-square K -> the original image's pixels
-            A = np.array([[boxes[i].sx, 0.0, boxes[i].tx], [0.0, boxes[i].sy, boxes[i].ty], [0.0, 0.0, 1.0]])
-            K_orig[i] = np.linalg.solve(A, det.K[i].detach().double().cpu().numpy())
+        # The camera head's K per image (whichever K the decoder used), in the original image's pixels.
+        regressed = getattr(det, "K_regressed", None)
+        fovs: list[float | None] = [None] * len(images)
+        for i, box in enumerate(boxes):
+            if regressed is None and not estimate[i]:
+                continue
+            A = np.array([[box.sx, 0.0, box.tx], [0.0, box.sy, box.ty], [0.0, 0.0, 1.0]])
+            K_est = np.linalg.solve(A, (det.K if regressed is None else regressed)[i].detach().double().cpu().numpy())
+            fovs[i] = float(np.degrees(2 * np.arctan(max(box.width, box.height) / (2 * K_est[0, 0]))))
+            if estimate[i]:
+                K_orig[i] = K_est
         sources = [
             "estimated" if e else ("given" if k is not None else "fov") for e, k in zip(estimate, Ks, strict=True)
         ]
-        cameras = [CameraUsed(K_orig[i].copy(), src, boxes[i].width, boxes[i].height) for i, src in enumerate(sources)]
+        cameras = [
+            CameraUsed(K_orig[i].copy(), src, boxes[i].width, boxes[i].height, fovs[i]) for i, src in enumerate(sources)
+        ]
         humans = self.to_humans(det, boxes, K_orig, with_vertices)
         return (humans[0], cameras[0]) if single else (humans, cameras)
 

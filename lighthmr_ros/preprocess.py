@@ -63,16 +63,27 @@ def as_rgb(image) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def _letterbox_layout(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(resized width, resized height, left pad, top pad) of a ``width`` x ``height`` image in the square."""
+    scale = size / max(height, width)
+    nw, nh = max(1, round(width * scale)), max(1, round(height * scale))
+    return nw, nh, (size - nw) // 2, (size - nh) // 2
+
+
+def letterbox_geometry(width: int, height: int, size: int) -> Letterbox:
+    """The Letterbox that ``letterbox`` applies to a ``width`` x ``height`` image, without the image."""
+    nw, nh, px, py = _letterbox_layout(width, height, size)
+    sx, sy = nw / width, nh / height
+    # Pixel centres at integers: u' + 0.5 = (u + 0.5) s + pad.
+    return Letterbox(sx, sy, 0.5 * (sx - 1.0) + px, 0.5 * (sy - 1.0) + py, width, height)
+
+
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     """Resize keeping the aspect ratio so the long side is ``size``, pad (black) to a centred square."""
     h, w = image.shape[:2]
-    scale = size / max(h, w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    nw, nh, px, py = _letterbox_layout(w, h, size)
+    interp = cv2.INTER_AREA if size / max(h, w) < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (nw, nh), interpolation=interp)
-    px, py = (size - nw) // 2, (size - nh) // 2
     out = np.zeros((size, size, 3), dtype=np.uint8)
     out[py : py + nh, px : px + nw] = resized
-    sx, sy = nw / w, nh / h
-    # Pixel centres at integers: u' + 0.5 = (u + 0.5) s + pad.
-    return out, Letterbox(sx, sy, 0.5 * (sx - 1.0) + px, 0.5 * (sy - 1.0) + py, w, h)
+    return out, letterbox_geometry(w, h, size)

@@ -112,7 +112,9 @@ def test_node_publishes_the_models_own_K_without_camera_info(ros_harness, teache
                                 msg.humans[0].translation.z], expected[0].translation, rtol=1e-4, atol=1e-5)
     values = diagnostic_values(ros_harness, diagnostics, lambda v: v.get("camera", "").startswith("estimated"))
     assert values["intrinsics"] == values["camera"]
-    fov = float(re.fullmatch(r"estimated K \(fov ([\d.]+) deg\)", values["camera"]).group(1))
+    assert node.settings.fov_estimate == "stable"  # the default; the first frame had no estimate to use yet
+    fov = float(re.fullmatch(r"estimated K \(fov ([\d.]+) deg, this frame's own: no frame with people yet\)",
+                             values["camera"]).group(1))
     assert fov == pytest.approx(camera.fov_deg, abs=0.06)
 
     # A number wins over the estimate; an int is refused (doubles need their decimal point); auto again.
@@ -123,8 +125,22 @@ def test_node_publishes_the_models_own_K_without_camera_info(ros_harness, teache
     assert diagnostic_values(ros_harness, diagnostics, lambda v: v["camera"] == "fov_deg")
     assert [r.successful for r in node.set_parameters([Parameter("fov_deg", value=70)])] == [False]
     assert [r.successful for r in node.set_parameters([Parameter("fov_deg", value="auto")])] == [True]
-    pub.publish(frame_msg(3))
+    pub.publish(frame_msg(3))  # the K of the camera's estimate so far: frame 1's (the same image)
     np.testing.assert_allclose(np.reshape(answer(ros_harness, humans, 3).k, (3, 3)), camera.K, rtol=1e-5)
+    assert diagnostic_values(ros_harness, diagnostics, lambda v: v["camera"].endswith(
+        "deg, settling: median of 1/30 frames with people)"))
+    # fov_estimate takes stable or per_frame; the window is a positive integer
+    assert [r.successful for r in node.set_parameters([Parameter("fov_estimate", value="smooth")])] == [False]
+    assert [r.successful for r in node.set_parameters([Parameter("fov_estimate_frames", value=0)])] == [False]
+    assert [r.successful for r in node.set_parameters([Parameter("fov_estimate_frames", value=1)])] == [True]
+    pub.publish(frame_msg(4))
+    answer(ros_harness, humans, 4)
+    assert diagnostic_values(ros_harness, diagnostics, lambda v: v["camera"].endswith(
+        "deg, stable: median of 1 frame with people)"))
+    assert [r.successful for r in node.set_parameters([Parameter("fov_estimate", value="per_frame")])] == [True]
+    pub.publish(frame_msg(6))
+    np.testing.assert_allclose(np.reshape(answer(ros_harness, humans, 6).k, (3, 3)), camera.K, rtol=1e-5)
+    assert diagnostic_values(ros_harness, diagnostics, lambda v: v["camera"].endswith("deg, per frame)"))
     assert node.stats.snapshot().errors == 0
 
 
@@ -157,9 +173,10 @@ def test_bag_tool_uses_the_estimate_without_camera_info(tmp_path, teacher):
     bag = write_camera_bag(tmp_path / "in", camera_info=False, frames=2, chatter=False)
     summary = process_bag(bag.path, tmp_path / "out", bag.image_topic, predictor=teacher, progress=False,
                           options=PipelineOptions(det_threshold=0.0, max_humans=1, publish_vertices=False,
-                                                  markers=False))
+                                                  markers=False, fov_estimate="per_frame"))
     assert summary.intrinsics == {bag.image_topic: {"estimated": 2}}
     assert "K estimated by the model on 2 frames" in str(summary)
+    assert summary.estimated_fov[bag.image_topic].endswith(", per frame)")
     with AnyReader([tmp_path / "in"]) as reader:
         images = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()]
     with AnyReader([tmp_path / "out"]) as reader:
@@ -170,3 +187,18 @@ def test_bag_tool_uses_the_estimate_without_camera_info(tmp_path, teacher):
         rgb = np.asarray(image.data, np.uint8).reshape(image.height, image.width, 3)
         _, camera = teacher.predict_with_camera(rgb, **DETECT)
         np.testing.assert_allclose(np.reshape(msg.k, (3, 3)), camera.K, rtol=1e-5)
+
+    # fov_estimate stable (the default): the second frame gets the first frame's estimate
+    stable = process_bag(bag.path, tmp_path / "stable", bag.image_topic, predictor=teacher, progress=False,
+                         options=PipelineOptions(det_threshold=0.0, max_humans=1, publish_vertices=False,
+                                                 markers=False))
+    assert stable.estimated_fov[bag.image_topic].endswith(", settling: median of 1/30 frames with people)")
+    with AnyReader([tmp_path / "stable"]) as reader:
+        conns = [c for c in reader.connections if c.topic == output_topics("/lighthmr")["humans"]]
+        ks = [np.reshape(reader.deserialize(raw, c.msgtype).k, (3, 3)) for c, _, raw in reader.messages(conns)]
+    first = images[0]
+    _, camera = teacher.predict_with_camera(np.asarray(first.data, np.uint8).reshape(first.height, first.width, 3),
+                                            **DETECT)
+    np.testing.assert_allclose(ks[0], camera.K, rtol=1e-9)
+    np.testing.assert_allclose(ks[1], teacher.estimated_K(first.width, first.height, camera.fov_estimate_deg),
+                               rtol=1e-9)

@@ -116,6 +116,9 @@ class BagSummary:
     largest_batch: int = 1  # most images (of different cameras) run in one Predictor call
     # how each image topic's K was obtained: {topic: {"camera_info" | "fov_deg" | "estimated": frames}}
     intrinsics: dict[str, dict[str, int]] = field(default_factory=dict)
+    # per image topic whose K the model estimated: the last frame's intrinsics label (the field of view and
+    # what it rests on, e.g. "estimated K (fov 54.3 deg, stable: median of 30 frames with people)")
+    estimated_fov: dict[str, str] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -324,6 +327,7 @@ class _Run:
                 camera.depth_topic = depth_topic
         self.frames = self.humans = self.skipped = 0
         self.intrinsics: dict[str, dict[str, int]] = {}
+        self.estimated_fov: dict[str, str] = {}
         self.largest_batch = 0
         self.first_error: Exception | None = None
 
@@ -334,7 +338,10 @@ class _Run:
             if not self.is_auto(fov):
                 how = f"a {float(fov):.0f} degree field of view"
             elif getattr(self.pipeline.predictor, "estimates_camera", False):
-                how = "the model's own field-of-view estimate (fov_deg auto)"
+                how = ("the model's own field-of-view estimate (fov_deg auto; "
+                       + ("each frame's own)" if self.options.fov_estimate == "per_frame" else
+                          f"one per camera: median of the first {self.options.fov_estimate_frames} frames "
+                          "holding a person)"))
             else:
                 how = "a 60 degree field of view (fov_deg auto; this model does not estimate its camera)"
             log.info("no CameraInfo topic for %s: intrinsics from %s", selection.image, how)
@@ -378,6 +385,8 @@ class _Run:
                     self.humans += len(out.humans)
                     counts = self.intrinsics.setdefault(camera.selection.image, {})
                     counts[out.k_source] = counts.get(out.k_source, 0) + 1
+                    if out.k_source == "estimated":
+                        self.estimated_fov[camera.selection.image] = out.intrinsics
                     bar.set_postfix(humans=self.humans, refresh=False)
                     bar.update(1)
                     if on_frame is not None:
@@ -391,7 +400,8 @@ class _Run:
             counts = {c.topic: writer.counts[c.id] for c in writer.connections}
         return BagSummary(input=src, output=dst, image_topic=", ".join(s.image for s in self.selections),
                           frames=self.frames, humans=self.humans, skipped=self.skipped, seconds=seconds,
-                          topics=counts, largest_batch=max(1, self.largest_batch), intrinsics=self.intrinsics)
+                          topics=counts, largest_batch=max(1, self.largest_batch), intrinsics=self.intrinsics,
+                          estimated_fov=self.estimated_fov)
 
     def _add_outputs(self, writer, namespace: str) -> dict:
         """Each camera's output connections (in camera.outputs) and the shared ones (returned)."""

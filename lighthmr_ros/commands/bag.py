@@ -6,6 +6,7 @@ import signal
 
 from lighthmr_ros.commands import add_model_arguments, model_arguments
 from lighthmr_ros.commands.predict import _fov  # degrees or "auto", as `lighthmr predict --fov`
+from lighthmr_ros.ros.fov_estimate import DEFAULT_SETTLE_FRAMES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +42,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--fov", type=_fov, default="auto",
                        help="field of view across the larger side without CameraInfo, degrees or 'auto' (default): "
                             "the model's own estimate when it has one (Anny teacher), else 60")
+    model.add_argument("--fov-estimate", choices=("stable", "per_frame"), default="stable",
+                       help="with --fov auto and a model that estimates its camera: stable (default; one field of "
+                            "view per camera, the median of the first --fov-estimate-frames frames holding a "
+                            "person, then fixed; the frames before use the median so far) or per_frame (each "
+                            "frame's own estimate: K and every distance jitter)")
+    model.add_argument("--fov-estimate-frames", type=_positive_int, default=DEFAULT_SETTLE_FRAMES, metavar="N",
+                       help=f"with --fov-estimate stable: frames in the median (default {DEFAULT_SETTLE_FRAMES})")
     out = parser.add_argument_group("output")
     out.add_argument("--namespace", default="/lighthmr", help="namespace of the output topics (default /lighthmr)")
     out.add_argument("--no-vertices", action="store_true", help="leave mesh vertices out of HumanMeshArray")
@@ -56,6 +64,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="voxel size thinning the point cloud (metres; 0: every vertex)")
     out.add_argument("--smoothing", action="store_true", help="One-Euro filter per track (steadier meshes)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def _interrupt_on_sigterm() -> None:
@@ -110,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
                             depth_topics=args.depth_topic),
         writing=OutputOptions(storage=args.storage, overwrite=args.overwrite, namespace=args.namespace),
         options=PipelineOptions(det_threshold=args.det_threshold, max_humans=args.max_humans, fov_deg=args.fov,
+                                fov_estimate=args.fov_estimate, fov_estimate_frames=args.fov_estimate_frames,
                                 publish_vertices=not args.no_vertices, markers=not args.no_markers,
                                 marker_decimation=args.marker_decimation, tracking=not args.no_tracking, tf=tf,
                                 points_voxel_m=args.points_voxel if args.points else None, smoothing=smoothing,
@@ -123,4 +142,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  batches of up to {summary.largest_batch} images (one per camera)")
     for topic, count in sorted(summary.topics.items()):
         print(f"  {topic}: {count} messages")
+    for topic, label in sorted(summary.estimated_fov.items()):
+        print(f"  {topic}: last frame's {label}")
     return 0

@@ -68,7 +68,8 @@ def pipeline_options(s: Settings, markers: bool, debug_image: bool, **robot) -> 
     robot: the TF, point cloud, depth and smoothing options (lighthmr_ros.ros.cameras.robot_options).
     """
     return PipelineOptions(
-        fov_deg=s.fov_deg, det_threshold=s.detection_threshold, nms_kernel=s.nms_kernel_size or None,
+        fov_deg=s.fov_deg, fov_estimate=s.fov_estimate, fov_estimate_frames=s.fov_estimate_frames,
+        det_threshold=s.detection_threshold, nms_kernel=s.nms_kernel_size or None,
         max_humans=s.max_humans, publish_vertices=s.publish_vertices, markers=markers,
         marker_decimation=s.marker_decimation, debug_image=debug_image, tracking=s.tracking,
         tracking_gate_m=s.tracking_gate_m, tracking_max_age_s=s.tracking_max_age_s, **robot)
@@ -99,6 +100,7 @@ class DetectNode(LifecycleNode):
         self._tf_tried = False  # the broadcaster is made when publish_tf is first on
         self._depth_note = "off"  # what depth fusion did with the last frame (diagnostics)
         self._k_notes: dict[str, tuple[str, str]] = {}  # per camera: (K source, label) of its last frame
+        self._fov_settled: frozenset[str] = frozenset()  # cameras whose estimated field of view has settled
         self._body_spec = None  # the body model's joints (head frames)
         self._worker: threading.Thread | None = None
         self._active = False
@@ -261,6 +263,7 @@ class DetectNode(LifecycleNode):
         self._pubs = {}
         self._cameras = {}
         self._k_notes = {}
+        self._fov_settled = frozenset()
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -383,11 +386,17 @@ class DetectNode(LifecycleNode):
             self._note_camera(frame.stream, out)  # after the counters: it may log
 
     def _note_camera(self, camera: str, out) -> None:
-        """Keep each camera's K source for diagnostics; say once when it changes (e.g. to the model's estimate)."""
+        """Keep each camera's K source for diagnostics; say once when it changes (e.g. to the model's estimate)
+        and once when the estimated field of view settles (fov_estimate stable)."""
         before = self._k_notes.get(camera, ("none", ""))[0]
         self._k_notes = {**self._k_notes, camera: (out.k_source, out.intrinsics)}  # copied: read by the timer
+        where = f"camera {camera}" if camera else "the camera"
+        settled = out.fov_estimate is not None and out.fov_estimate.settled
+        if settled and camera not in self._fov_settled:
+            self.get_logger().info(f"Field of view of {where} settled at {out.fov_estimate.fov_deg:.1f} deg "
+                                   f"(median of {out.fov_estimate.frames} frames with people): K is fixed now.")
+        self._fov_settled = (self._fov_settled | {camera}) if settled else (self._fov_settled - {camera})
         if out.k_source != before:
-            where = f"camera {camera}" if camera else "the camera"
             text = {"estimated": f"no CameraInfo for {where}: K from the model's own field of view ({out.intrinsics})",
                     "fov_deg": f"no CameraInfo for {where}: K from fov_deg",
                     "camera_info": f"{where}: K from its CameraInfo"}.get(out.k_source, out.intrinsics)

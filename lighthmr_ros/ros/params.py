@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 
+from lighthmr_ros.ros.fov_estimate import DEFAULT_SETTLE_FRAMES
+
 # When a change takes effect: "live" = next frame, "activate" = next activation,
 # "configure" = next configure (the model is loaded there), "start" = node start.
 LIVE, ACTIVATE, CONFIGURE, START = "live", "activate", "configure", "start"
@@ -59,6 +61,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               "used when no valid CameraInfo arrives; auto: the model's own estimate from the image where it "
               "has one (the Multi-HMR-Anny teacher), 60 degrees otherwise.", LIVE, choices=("auto",),
               or_number=(10.0, 170.0)),
+    ParamSpec("fov_estimate", "stable", "With fov_deg auto and a model that estimates its camera: stable (one "
+              "field of view per camera, the median of the estimates of the first fov_estimate_frames frames "
+              "holding a person, then fixed; reset by a new image size or a reactivation) or per_frame (each "
+              "frame's own estimate: K and every distance jitter).", LIVE, choices=("stable", "per_frame")),
+    ParamSpec("fov_estimate_frames", DEFAULT_SETTLE_FRAMES, "fov_estimate stable: frames holding a person whose "
+              "median becomes the camera's field of view (each frame before uses the median so far).", LIVE,
+              1, 1000, 1),
     ParamSpec("publish_vertices", True, "Fill HumanMesh.vertices (the largest part of each message).", LIVE),
     ParamSpec("publish_markers", True, "Publish RViz markers (meshes, skeletons, id labels).", LIVE),
     ParamSpec("marker_decimation", 8, "Show about 1/N of the mesh triangles in RViz (1: full mesh).", LIVE,
@@ -129,6 +138,8 @@ class Settings:
     nms_kernel_size: int
     max_humans: int
     fov_deg: float | str
+    fov_estimate: str
+    fov_estimate_frames: int
     publish_vertices: bool
     publish_markers: bool
     marker_decimation: int

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from lighthmr_ros.depth_fusion import DepthCorrection, DepthFusionParams, fuse_depth
-from lighthmr_ros.errors import ImageError
+from lighthmr_ros.errors import ConfigError, ImageError
 from lighthmr_ros.human import Human
 from lighthmr_ros.overlay import render_overlay
+from lighthmr_ros.ros.fov_estimate import DEFAULT_SETTLE_FRAMES, FOV_ESTIMATE_MODES, FovStabiliser, FovValue
 from lighthmr_ros.ros.image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
 from lighthmr_ros.ros.intrinsics import CameraModel, Undistorter, camera_model, distort_points, supported
 from lighthmr_ros.ros.markers import humans_to_markers_cdr
@@ -41,6 +42,10 @@ class PipelineOptions:
     """What to detect and what to publish; the node rebuilds it from its live parameters per frame."""
 
     fov_deg: float | str = "auto"  # without CameraInfo: degrees, or "auto" (the model's estimate, else 60)
+    # With "auto" and a model that estimates its camera: "stable" (one field of view per camera, the median of
+    # the first fov_estimate_frames frames holding a person: lighthmr_ros.ros.fov_estimate) or "per_frame".
+    fov_estimate: str = "stable"
+    fov_estimate_frames: int = DEFAULT_SETTLE_FRAMES
     det_threshold: float = 0.5
     nms_kernel: int | None = None
     max_humans: int = 20
@@ -56,6 +61,12 @@ class PipelineOptions:
     depth: DepthFusionParams | None = None  # correct distances with Frame.depth; None: ignore depth
     depth_max_dt_s: float = 0.1  # a depth image farther than this from the colour stamp is not used
     smoothing: SmoothingParams | None = None  # One-Euro per track; None: off
+
+    def __post_init__(self) -> None:
+        if self.fov_estimate not in FOV_ESTIMATE_MODES:
+            raise ConfigError(f"fov_estimate must be one of {', '.join(FOV_ESTIMATE_MODES)}, not {self.fov_estimate!r}")
+        if int(self.fov_estimate_frames) < 1:
+            raise ConfigError(f"fov_estimate_frames must be at least 1, not {self.fov_estimate_frames!r}")
 
 
 @dataclass
@@ -95,6 +106,7 @@ class FrameOutput:
     depth_note: str = "off"  # depth fusion: "off", "no depth", "depth too old", "error: ...", "used"
     intrinsics: str = "none"  # where K came from (diagnostics): intrinsics_label
     k_source: str = "none"  # "camera_info", "fov_deg" or "estimated" (the model's own field of view)
+    fov_estimate: FovValue | None = None  # estimated K, fov_estimate "stable": the value K was built from
     latency: float = 0.0
     error: ImageError | None = None
 
@@ -127,10 +139,11 @@ def fov_of(k: np.ndarray, width: int, height: int) -> float:
     return float(np.degrees(2 * np.arctan(max(width, height) / (2 * float(k[0, 0])))))
 
 
-def intrinsics_label(model: CameraModel | None, estimated_fov: float | None = None) -> str:
-    """Where a frame's K came from, for diagnostics (``estimated_fov``: the model estimated it)."""
+def intrinsics_label(model: CameraModel | None, estimated_fov: float | None = None, basis: str = "") -> str:
+    """Where a frame's K came from, for diagnostics (``estimated_fov``: the model estimated it; ``basis``:
+    from what, e.g. "stable: median of 30 frames with people" or "per frame")."""
     if estimated_fov is not None:
-        return f"estimated K (fov {estimated_fov:.1f} deg)"
+        return f"estimated K (fov {estimated_fov:.1f} deg{', ' + basis if basis else ''})"
     if model is None:
         return "fov_deg"
     if model.source == "P":
@@ -141,8 +154,9 @@ def intrinsics_label(model: CameraModel | None, estimated_fov: float | None = No
 class FramePipeline:
     """Runs the Predictor on frames and turns its Humans into the node's messages.
 
-    State kept between calls: one Tracker and one marker-lifetime clock per stream, and the cached
-    undistortion maps per stream. Not thread-safe: one caller thread (the node's worker).
+    State kept between calls: one Tracker and one marker-lifetime clock per stream, the cached
+    undistortion maps per stream, and one FovStabiliser per stream (``fov_estimate: stable``). Not
+    thread-safe: one caller thread (the node's worker).
     """
 
     def __init__(self, predictor, options: PipelineOptions | None = None):
@@ -153,9 +167,11 @@ class FramePipeline:
         self._last_stamp: dict[str, float] = {}
         self._period: dict[str, float] = {}
         self._smoothers: dict[str, Smoother] = {}
+        self._fovs: dict[str, FovStabiliser] = {}
 
     def reset(self) -> None:
-        """Forget tracks and frame timing (a new recording, a reactivated node)."""
+        """Forget tracks, frame timing and estimated fields of view (a new recording, a reactivated node)."""
+        self._fovs.clear()
         self._trackers.clear()
         self._smoothers.clear()
         self._last_stamp.clear()
@@ -180,14 +196,40 @@ class FramePipeline:
                       with_vertices=want_vertices)
         images, Ks = [rgb for _, rgb, _, _ in ready], [k for _, _, k, _ in ready]
         estimated = [k is None for k in Ks]
+        stable = opts.fov_estimate != "per_frame"
+        fovs: list[FovValue | None] = [None] * len(ready)
+        if stable and any(estimated):  # each camera's stable field of view, where it has one yet
+            for j, (index, rgb, _, _) in enumerate(ready):
+                height, width = rgb.shape[:2]
+                fov = self._stabiliser(frames[index].stream, opts).current(width, height) if estimated[j] else None
+                if fov is not None:
+                    fovs[j], Ks[j] = fov, np.asarray(self.predictor.estimated_K(width, height, fov.fov_deg), np.float64)
         if any(estimated):  # the model builds K from its own field of view where there is none
+            # One forward: the camera head reads the image only, so frames run with their stable K still
+            # bring their own estimate (CameraUsed.fov_estimate_deg) for the running median.
             results, cameras = self.predictor.predict_with_camera(images, K=Ks, fov_deg="auto", **kwargs)
-            Ks = [np.asarray(c.K, np.float64) if e else k for c, e, k in zip(cameras, estimated, Ks, strict=True)]
+            Ks = [np.asarray(c.K, np.float64) if k is None else k for c, k in zip(cameras, Ks, strict=True)]
+            if stable:
+                for j, (index, rgb, _, _) in enumerate(ready):
+                    if estimated[j]:
+                        self._stabiliser(frames[index].stream, opts).update(
+                            rgb.shape[1], rgb.shape[0], cameras[j].fov_estimate_deg, len(results[j]))
         else:  # every K known: plain predict (predictors without a camera head need nothing else)
             results = self.predictor.predict(images, K=Ks, **kwargs)
-        for (index, rgb, _, model), humans, k, e in zip(ready, results, Ks, estimated, strict=True):
-            outputs[index] = self._finish(frames[index], rgb, k, model, humans, frames[index].options or opts, e)
+        for j, ((index, rgb, _, model), humans, k) in enumerate(zip(ready, results, Ks, strict=True)):
+            basis = None
+            if estimated[j]:
+                basis = ("per frame" if not stable else fovs[j].describe() if fovs[j] is not None
+                         else "this frame's own: no frame with people yet")
+            outputs[index] = self._finish(frames[index], rgb, k, model, humans, frames[index].options or opts,
+                                          basis, fovs[j])
         return outputs
+
+    def _stabiliser(self, stream: str, opts: PipelineOptions) -> FovStabiliser:
+        """This camera's FovStabiliser, with the window of the current options (a live parameter)."""
+        stabiliser = self._fovs.setdefault(stream, FovStabiliser())
+        stabiliser.settle_frames = opts.fov_estimate_frames
+        return stabiliser
 
     # -- steps --------------------------------------------------------------------------------
     def _prepare(self, frame: Frame,
@@ -214,7 +256,10 @@ class FramePipeline:
         return rgb, model.k, model
 
     def _finish(self, frame: Frame, rgb: np.ndarray, k: np.ndarray, model: CameraModel | None,
-                humans: list[Human], opts: PipelineOptions, estimated: bool = False) -> FrameOutput:
+                humans: list[Human], opts: PipelineOptions, estimated: str | None = None,
+                fov: FovValue | None = None) -> FrameOutput:
+        """The messages of one predicted frame. estimated: K is the model's estimate, from this basis
+        (intrinsics_label); fov: the stable field of view it was built from."""
         header = frame.image.header
         stamp = stamp_seconds(header)
         stamp = stamp if stamp > 0 else frame.fallback_stamp_s
@@ -251,10 +296,10 @@ class FramePipeline:
         if opts.markers:  # serialised bytes: no Python object per point
             markers = humans_to_markers_cdr(humans, header, self.predictor.faces, self.predictor.joint_parents,
                                             opts.marker_decimation, lifetime)
-        label = intrinsics_label(model, fov_of(k, width, height) if estimated else None)
-        source = "estimated" if estimated else ("fov_deg" if model is None else "camera_info")
+        label = intrinsics_label(model, fov_of(k, width, height) if estimated is not None else None, estimated or "")
+        source = "estimated" if estimated is not None else ("fov_deg" if model is None else "camera_info")
         out = FrameOutput(msg, markers, debug, humans, intrinsics=label, k_source=source, latency=latency,
-                          depth_note=depth_note)
+                          depth_note=depth_note, fov_estimate=fov)
         if opts.tf is not None:
             out.transforms = human_transforms(humans, header, opts.tf)
         if opts.points_voxel_m is not None:
