@@ -13,6 +13,23 @@ ANNY_REFERENCE_DIR = (
 )
 # The reference's constructor: ViT-S/14 at 448 px with 2 decoder layers, upstream defaults otherwise.
 ANNY_REFERENCE_OVERRIDES = {"image_size": 448, "hph_depth": 2}
+# Upstream's constructor arguments of the reference (manifest.json -> constructor_kwargs): the ``args``
+# Namespace of an official checkpoint file.
+ANNY_REFERENCE_ARGS = dict(
+    img_size=448,
+    backbone="dinov2_vits14",
+    pretrained_backbone=False,
+    xat_dim=512,
+    xat_depth=2,
+    xat_heads=16,
+    xat_dim_head=32,
+    xat_mlp_dim=2048,
+    xat_dropout=0.0,
+    person_center="head",
+    num_betas=11,
+    default_pose_parameterization="root_relative_world",
+    simple_depth_encoding=1,
+)
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +58,14 @@ def anny_reference_teacher(anny_reference_state):
 @pytest.fixture(scope="session")
 def anny_reference_cases(anny_reference_dir) -> dict:
     return {c: dict(np.load(anny_reference_dir / f"case_{c}.npz")) for c in "AB"}
+
+
+@pytest.fixture(scope="session")
+def anny_official_file(tmp_path_factory, anny_reference_state) -> Path:
+    """The reference in upstream's checkpoint format: {'model_state_dict', 'args': Namespace}
+    (kept in fp16 to halve the file; the loader casts every weight to fp32 as for fp32 files)."""
+    import argparse
+
+    path = tmp_path_factory.mktemp("official") / "multiHMR_448_S_anny_reference.pt"
+    torch.save({"model_state_dict": anny_reference_state, "args": argparse.Namespace(**ANNY_REFERENCE_ARGS)}, path)
+    return path

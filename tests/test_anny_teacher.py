@@ -17,6 +17,7 @@ import pickle
 
 import pytest
 import torch
+from fixtures_anny_teacher import ANNY_REFERENCE_ARGS as REFERENCE_ARGS
 from fixtures_anny_teacher import ANNY_REFERENCE_OVERRIDES
 
 from lighthmr_ros.errors import CheckpointError
@@ -24,22 +25,6 @@ from lighthmr_ros.model.checkpoint import load_checkpoint
 from lighthmr_ros.model.multihmr_anny import initial_pose, sincos_table
 
 REL = 1e-4
-# Upstream's constructor arguments of the reference (manifest.json -> constructor_kwargs).
-REFERENCE_ARGS = dict(
-    img_size=448,
-    backbone="dinov2_vits14",
-    pretrained_backbone=False,
-    xat_dim=512,
-    xat_depth=2,
-    xat_heads=16,
-    xat_dim_head=32,
-    xat_mlp_dim=2048,
-    xat_dropout=0.0,
-    person_center="head",
-    num_betas=11,
-    default_pose_parameterization="root_relative_world",
-    simple_depth_encoding=1,
-)
 
 
 def rel_err(ours: torch.Tensor, ref) -> float:
@@ -141,13 +126,9 @@ def test_nobody_above_threshold(anny_reference_teacher, anny_reference_cases):
 
 
 # ------------------------------------------------------------------ official file format
-@pytest.fixture(scope="module")
-def official_file(tmp_path_factory, anny_reference_state):
-    """The reference in upstream's checkpoint format: {'model_state_dict', 'args': Namespace}
-    (kept in fp16 to halve the file; the loader casts every weight to fp32 as for fp32 files)."""
-    path = tmp_path_factory.mktemp("official") / "multiHMR_448_S_anny_reference.pt"
-    torch.save({"model_state_dict": anny_reference_state, "args": argparse.Namespace(**REFERENCE_ARGS)}, path)
-    return path
+@pytest.fixture
+def official_file(anny_official_file):
+    return anny_official_file
 
 
 @pytest.mark.slow

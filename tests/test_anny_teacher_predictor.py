@@ -82,19 +82,14 @@ def test_anny_teacher_refuses_onnxruntime(anny_reference_teacher):
         Predictor(anny_reference_teacher, device="cpu", backend="onnxruntime")
 
 
-def test_cli_predict_records_the_estimated_camera(tmp_path, anny_reference_state, anny_reference_cases):
-    import argparse
+def test_cli_predict_records_the_estimated_camera(tmp_path, anny_official_file, anny_reference_cases):
     import json
 
     from PIL import Image
 
     from lighthmr_ros import cli
 
-    ckpt = tmp_path / "anny_reference.pt"
-    args = argparse.Namespace(img_size=448, backbone="dinov2_vits14", xat_dim=512, xat_depth=2, xat_heads=16,
-                              xat_dim_head=32, xat_mlp_dim=2048, person_center="head", num_betas=11,
-                              simple_depth_encoding=1)
-    torch.save({"model_state_dict": anny_reference_state, "args": args}, ckpt)
+    ckpt = anny_official_file
     c = anny_reference_cases["B"]
     Image.fromarray(c["input_image_uint8"]).save(tmp_path / "b.png")
     common = ["predict", str(tmp_path / "b.png"), "--checkpoint", str(ckpt), "--no-overlay", "--mesh-format",

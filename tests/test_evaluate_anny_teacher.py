@@ -3,7 +3,6 @@ scenes' 104-bone annotation (lighthmr_ros.body.correspondence)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -122,24 +121,11 @@ def test_teacher_rig_is_measured_on_the_annotation(synth_root, fullbody, anny_bo
     assert "103 of 104 joints" in summary["protocol_description"]
 
 
-def test_evaluate_cli_takes_the_official_teacher_file(synth_root, tmp_path, capsys, anny_reference_state):
+def test_evaluate_cli_takes_the_official_teacher_file(synth_root, tmp_path, capsys, anny_official_file):
     """The official checkpoint format (Namespace args) runs through `lighthmr evaluate` on Anny scenes."""
     from lighthmr_ros.cli import main as cli_main
 
-    ckpt = tmp_path / "multiHMR_448_S_anny.pt"
-    args = argparse.Namespace(
-        img_size=448,
-        backbone="dinov2_vits14",
-        xat_dim=512,
-        xat_depth=2,
-        xat_heads=16,
-        xat_dim_head=32,
-        xat_mlp_dim=2048,
-        person_center="head",
-        num_betas=11,
-        simple_depth_encoding=1,
-    )
-    torch.save({"model_state_dict": anny_reference_state, "args": args}, ckpt)
+    ckpt = anny_official_file
     out = tmp_path / "m.json"
     argv = [
         "evaluate",
@@ -280,18 +266,13 @@ def test_anny2smplx_file_errors(tmp_path, smplx_body, fullbody):
         AnnyToSMPLX.load(tmp_path / "weights.pth", fullbody, smplx_body)
 
 
-def test_evaluate_cli_names_the_missing_correspondence(
-    bedlam_root, tmp_path, anny_reference_state, monkeypatch, capsys
-):
+def test_evaluate_cli_names_the_missing_correspondence(bedlam_root, tmp_path, anny_official_file, monkeypatch, capsys):
     """An Anny checkpoint on an SMPL-X data set without the correspondence file: one clear sentence."""
     import lighthmr_ros.body.anny2smplx as a2s
     from lighthmr_ros.cli import main as cli_main
 
     monkeypatch.setattr(a2s, "default_anny2smplx_path", lambda: None)  # a machine without Anny's non-commercial data
-    ckpt = tmp_path / "teacher.pt"
-    args = argparse.Namespace(img_size=448, backbone="dinov2_vits14", xat_dim=512, xat_depth=2, xat_heads=16,
-                              xat_dim_head=32, xat_mlp_dim=2048, person_center="head", num_betas=11)  # fmt: skip
-    torch.save({"model_state_dict": anny_reference_state, "args": args}, ckpt)
+    ckpt = anny_official_file
     argv = ["evaluate", "--checkpoint", str(ckpt), "--dataset", "bedlam", "--root", str(bedlam_root[0]),
             "--device", "cpu", "--output", str(tmp_path / "m.json")]  # fmt: skip
     assert cli_main(argv) != 0
