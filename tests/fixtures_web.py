@@ -1,14 +1,20 @@
-"""Fixtures of the web demo: sample uploads, a real Predictor, a live ``lighthmr serve``."""
+"""Fixtures of the web demo: sample uploads, a real Predictor, a live ``lighthmr serve``, an app served
+from a thread, and the headless-Chromium check (web/tests/browser.mjs)."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +26,8 @@ from lighthmr_ros.procs import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 WEB_IMAGE_SIZE = 224  # small network input: the HTTP layer is under test, not accuracy
+ARTIFACTS = Path(os.environ.get("LIGHTHMR_TEST_ARTIFACTS", REPO / "test-artifacts")) / "web"
+BROWSER_SCRIPT = REPO / "web" / "tests" / "browser.mjs"
 
 
 def encode_image(array: np.ndarray, fmt: str = "PNG", **options) -> bytes:
@@ -119,3 +127,53 @@ def live_server(tmp_path_factory):
         yield url
     finally:
         stop_process(process)
+
+
+@contextmanager
+def serve_app(app) -> Iterator[str]:
+    """Serve a FastAPI app with uvicorn from a thread of this process (real HTTP); yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start within 60 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def browser_prerequisites() -> tuple[str, str]:
+    """Chromium and node for web/tests/browser.mjs, or skip saying what is missing."""
+    from lighthmr_ros.web import STATIC_DIR
+
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    node = shutil.which("node")
+    if not chromium:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium; make test installs it)")
+    if not node:
+        pytest.skip("Node.js is not installed (needed to drive Chromium with playwright-core)")
+    if not (STATIC_DIR / "index.html").is_file():
+        pytest.skip("the front end is not built (run scripts/build_web.sh; make test builds it)")
+    if not (REPO / "web" / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("web/node_modules is missing (run scripts/build_web.sh; make test runs it)")
+    return chromium, node
+
+
+def run_browser(*args: str, timeout: float = 400) -> dict:
+    """Run web/tests/browser.mjs with these arguments (Chromium found here); its JSON report."""
+    chromium, node = browser_prerequisites()
+    run = subprocess.run([node, str(BROWSER_SCRIPT), *args, "--chromium", chromium],
+                         capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no report from the browser script (rc {run.returncode}):\n{run.stdout}\n{run.stderr}"
+    report = json.loads(lines[-1])
+    report["returncode"] = run.returncode
+    return report

@@ -27,7 +27,8 @@ def test_serve_port_in_use():
     assert len(lines) == 1 and "Cannot listen on 127.0.0.1" in lines[0] and "--port" in lines[0], run.stderr
 
 
-@pytest.mark.parametrize("option", [("--fov", "500"), ("--det-threshold", "-1"), ("--port", "70000")])
+@pytest.mark.parametrize("option", [("--fov", "500"), ("--det-threshold", "-1"), ("--port", "70000"),
+                                    ("--fov-estimate-frames", "0")])
 def test_serve_bad_option(option):
     run = _serve(*option)
     assert run.returncode == 2

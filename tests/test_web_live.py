@@ -2,25 +2,19 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from fixtures_web import REPO
+from fixtures_web import ARTIFACTS, BROWSER_SCRIPT, REPO, browser_prerequisites
 
 from lighthmr_ros.web import STATIC_DIR
 from lighthmr_ros.web.payload import decode_array
 
 pytestmark = pytest.mark.slow
-
-ARTIFACTS = Path(os.environ.get("LIGHTHMR_TEST_ARTIFACTS", REPO / "test-artifacts")) / "web"
-BROWSER_SCRIPT = REPO / "web" / "tests" / "browser.mjs"
 
 
 def _post_photo(url: str, data: bytes, **fields) -> httpx.Response:
@@ -72,23 +66,9 @@ def test_serve_health_answers_during_a_prediction(live_server, astronaut_png):
     assert answered_busy > 0
 
 
-def _browser_prerequisites() -> tuple[str, str]:
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    node = shutil.which("node")
-    if not chromium:
-        pytest.skip("Chromium is not installed (apt-get install -y chromium; make test installs it)")
-    if not node:
-        pytest.skip("Node.js is not installed (needed to drive Chromium with playwright-core)")
-    if not (STATIC_DIR / "index.html").is_file():
-        pytest.skip("the front end is not built (run scripts/build_web.sh; make test builds it)")
-    if not (REPO / "web" / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("web/node_modules is missing (run scripts/build_web.sh; make test runs it)")
-    return chromium, node
-
-
 @pytest.mark.browser
 def test_browser_renders_meshes_for_upload_and_webcam(live_server, astronaut_file):
-    chromium, node = _browser_prerequisites()
+    chromium, node = browser_prerequisites()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     screenshot = ARTIFACTS / "browser_astronaut.png"
     screenshot.unlink(missing_ok=True)
@@ -125,7 +105,7 @@ def test_browser_shows_the_demo_model_banner(live_server):
     """The bundled synthetic-only model says what it is: a visible banner with the notice from /api/health."""
     from lighthmr_ros.model.checkpoint import DEMO_MODEL_NOTICE
 
-    chromium, node = _browser_prerequisites()
+    chromium, node = browser_prerequisites()
     assert httpx.get(f"{live_server}/api/health").json()["notice"] == DEMO_MODEL_NOTICE
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     screenshot = ARTIFACTS / "browser_demo_notice.png"

@@ -9,6 +9,7 @@ import socket
 from lighthmr_ros.commands import add_model_arguments, model_arguments
 from lighthmr_ros.commands.predict import _fov  # degrees or "auto", as `lighthmr predict --fov`
 from lighthmr_ros.errors import ConfigError
+from lighthmr_ros.ros.fov_estimate import DEFAULT_SETTLE_FRAMES  # plain Python: no ROS needed
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fov", type=_fov, default="auto",
                         help="default field of view across the larger image side, degrees or 'auto' (default): "
                              "the model's own estimate when it has one (Anny teacher), else 60")
+    parser.add_argument("--fov-estimate-frames", type=int, default=DEFAULT_SETTLE_FRAMES, metavar="N",
+                        help="the page's webcam mode with auto FOV: the median of the estimates of the first N frames "
+                             f"with people, then fixed (as the ROS node's fov_estimate stable; default "
+                             f"{DEFAULT_SETTLE_FRAMES})")
 
 
 def _check_port(host: str, port: int) -> None:
@@ -59,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--det-threshold {args.det_threshold} is outside [0, 1]; pick e.g. 0.5.")
     if args.fov != "auto" and not 10.0 <= args.fov <= 170.0:
         raise ConfigError(f"--fov {args.fov} is outside [10, 170] degrees; pick e.g. 60.")
+    if not 1 <= args.fov_estimate_frames <= 1000:
+        raise ConfigError(f"--fov-estimate-frames {args.fov_estimate_frames} is outside [1, 1000]; pick e.g. "
+                          f"{DEFAULT_SETTLE_FRAMES}.")
     if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
         raise ConfigError("--max-upload-mb and --max-megapixels must be positive.")
     _check_port(args.host, args.port)
@@ -69,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         det_threshold=args.det_threshold,
         fov_deg=args.fov,
+        fov_estimate_frames=args.fov_estimate_frames,
     )
     if not _is_loopback(args.host):
         log.warning("listening on %s: anyone who can reach this machine can use the demo", args.host)

@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from lighthmr_ros import __version__
+from lighthmr_ros.ros.fov_estimate import DEFAULT_SETTLE_FRAMES  # plain Python: no ROS needed
 from lighthmr_ros.web.payload import (
     HealthResponse,
     PredictResponse,
@@ -64,6 +65,9 @@ class WebSettings:
     static_dir: str | None = None
     det_threshold: float = 0.5
     fov_deg: float | str = "auto"  # degrees, or "auto": the model's own estimate where it has one, else 60
+    # The page's live (webcam) mode: the median of the estimates of this many frames with people, then fixed
+    # (the rule of the ROS node's fov_estimate stable, lighthmr_ros.ros.fov_estimate; the same default).
+    fov_estimate_frames: int = DEFAULT_SETTLE_FRAMES
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class InferenceWorker:
             K=np.asarray(camera.K, dtype=float).tolist(),
             K_source=camera.source,
             fov_deg=camera.fov_deg,
+            fov_estimate_deg=camera.fov_estimate_deg,  # this image's own, whichever K was used
             det_threshold=params.det_threshold,
             body_model=self.body_model,
             topology_etag=self.topology.etag,
@@ -326,6 +331,7 @@ def _add_model_routes(app: FastAPI, model: ModelState, settings: WebSettings) ->
             fov_deg=60.0 if _auto(settings.fov_deg) else float(settings.fov_deg),
             fov_auto=_auto(settings.fov_deg) and bool(getattr(worker.predictor, "estimates_camera", False))
             if worker else _auto(settings.fov_deg),
+            fov_estimate_frames=settings.fov_estimate_frames,
         )
 
     @app.get("/api/topology", response_model=TopologyResponse, tags=["api"],

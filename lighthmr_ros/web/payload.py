@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from lighthmr_ros.human import Human
+from lighthmr_ros.ros.fov_estimate import DEFAULT_SETTLE_FRAMES  # plain Python: no ROS needed
 
 
 class EncodedArray(BaseModel):
@@ -53,6 +54,11 @@ class PredictResponse(BaseModel):
         "fov", description="where K came from: fov (fov_deg, or 60 degrees for models without a camera head) "
         "or estimated (the model's own field of view, with fov_deg auto)")
     fov_deg: float = Field(description="field of view of K across the larger image side (degrees)")
+    fov_estimate_deg: float | None = Field(
+        None, description="the model's own field-of-view estimate for this image (degrees across the larger side), "
+        "also when K came from a given fov_deg (the camera head reads the image only); null for models without "
+        "a camera head. The page's live mode keeps the median of the first fov_estimate_frames (GET /api/health) "
+        "estimates of frames with people and then sends it as fov_deg")
     det_threshold: float
     body_model: str
     topology_etag: str = Field(description="ETag of GET /api/topology for this body model")
@@ -90,6 +96,9 @@ class HealthResponse(BaseModel):
                            "fov_auto)")
     fov_auto: bool = Field(False, description="requests without fov_deg (or with fov_deg=auto) get K from the "
                            "model's own field-of-view estimate")
+    fov_estimate_frames: int = Field(DEFAULT_SETTLE_FRAMES, description="frames with people whose median estimate "
+                                     "becomes a live stream's fixed field of view (the ROS node's fov_estimate_frames "
+                                     "rule; the page applies it to its webcam stream)")
 
 
 def encode_array(array: np.ndarray, dtype: str = "float32") -> EncodedArray:

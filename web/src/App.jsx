@@ -1,6 +1,7 @@
 // The demo page: pick an image or stream the webcam, see the people as meshes in 2D and 3D.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { fetchHealth, predict } from './api.js';
+import { describeFov, FovStabiliser, fovField } from './fovEstimate.js';
 import OverlayView from './OverlayView.jsx';
 import SceneView from './SceneView.jsx';
 import { buildGeometries } from './scene.js';
@@ -47,7 +48,7 @@ export default function App() {
   const [fovAuto, setFovAuto] = useState(() => fromAddress('fov', 20, 120) === null);
   const [fps, setFps] = useState(() => initial('fps', 2, 0.5, 10));
   const [showMeshes, setShowMeshes] = useState(true);
-  const [view, setView] = useState({ frame: null, people: [], timing: null, roundTripMs: null });
+  const [view, setView] = useState({ frame: null, people: [], timing: null, roundTripMs: null, fovText: '' });
   const [status, setStatus] = useState({ busy: false, error: null });
   const [resetKey, setResetKey] = useState(0);
   const [webcam, setWebcam] = useState(null); // {stream} while streaming
@@ -63,16 +64,29 @@ export default function App() {
   }, [health]);
   const lastImage = useRef(null); // {blob, name} of the uploaded image, re-run when settings change
   const sentFov = fovAuto ? 'auto' : fovDeg;
-  const settings = useRef({ detThreshold, fovDeg: sentFov });
-  settings.current = { detThreshold, fovDeg: sentFov };
+  const settings = useRef({ detThreshold, fovDeg: sentFov, fovAuto });
+  settings.current = { detThreshold, fovDeg: sentFov, fovAuto };
   const inFlight = useRef(false);
   const videoRef = useRef(null);
+  // Webcam with auto FOV: one field of view per stream, as the ROS node keeps per camera (fovEstimate.js);
+  // the number of frames in its median comes from the server (/api/health fov_estimate_frames).
+  const liveFov = useRef(null);
+  useEffect(() => {
+    if (!health || health.status !== 'ok' || !health.fov_estimate_frames) return;
+    if (liveFov.current) liveFov.current.settleFrames = health.fov_estimate_frames;
+    else liveFov.current = new FovStabiliser(health.fov_estimate_frames);
+  }, [health]);
+  useEffect(() => {
+    if (liveFov.current) liveFov.current.reset(); // auto FOV turned off or on: start again
+  }, [fovAuto]);
 
-  const run = useCallback(async (blob, filename) => {
+  // overrides: {fovDeg, stable} of a webcam frame sent with its stream's field of view.
+  const run = useCallback(async (blob, filename, overrides = {}) => {
     inFlight.current = true;
     setStatus({ busy: true, error: null });
     try {
-      const { result, topology, roundTripMs } = await predict(blob, { ...settings.current, filename });
+      const sent = { ...settings.current, ...(overrides.fovDeg === undefined ? {} : { fovDeg: overrides.fovDeg }) };
+      const { result, topology, roundTripMs } = await predict(blob, { ...sent, filename });
       const url = URL.createObjectURL(blob);
       const people = buildGeometries(result.humans, topology.faces);
       setView((previous) => {
@@ -84,13 +98,14 @@ export default function App() {
           people,
           timing: result.timing,
           roundTripMs,
+          fovText: describeFov(result, overrides.stable),
         };
       });
       setStatus({ busy: false, error: null });
-      return true;
+      return result;
     } catch (error) {
       setStatus({ busy: false, error: String(error.message || error) });
-      return false;
+      return null;
     } finally {
       inFlight.current = false;
     }
@@ -125,6 +140,7 @@ export default function App() {
         audio: false,
       });
       setWebcamFrames(0);
+      if (liveFov.current) liveFov.current.reset(); // a (re)started webcam: its field of view anew
       setWebcam({ stream });
     } catch (error) {
       setStatus({ busy: false, error: `Camera unavailable: ${error.message || error}` });
@@ -145,16 +161,27 @@ export default function App() {
     const grab = document.createElement('canvas');
     const timer = setInterval(() => {
       if (inFlight.current || !video.videoWidth) return;
-      grab.width = video.videoWidth;
-      grab.height = video.videoHeight;
+      const { videoWidth: width, videoHeight: height } = video;
+      grab.width = width;
+      grab.height = height;
       grab.getContext('2d').drawImage(video, 0, 0);
       inFlight.current = true;
+      // auto FOV: the stream's median so far (a new video size starts it again), "auto" before the first one
+      const live = settings.current.fovAuto ? liveFov.current : null;
+      const stable = live ? live.current(width, height) : null;
+      const epoch = live ? live.epoch : 0;
       grab.toBlob(async (blob) => {
         if (!blob) {
           inFlight.current = false;
           return;
         }
-        if (await run(blob, 'webcam.jpg')) setWebcamFrames((n) => n + 1);
+        const result = await run(blob, 'webcam.jpg', stable ? { fovDeg: fovField(stable), stable } : {});
+        if (!result) return;
+        setWebcamFrames((n) => n + 1);
+        // this frame's own estimate joins the median unless reset since it was sent
+        if (live && live.epoch === epoch) {
+          live.update(result.width, result.height, result.fov_estimate_deg, result.humans.length);
+        }
       }, 'image/jpeg', 0.85);
     }, 1000 / fps);
     return () => clearInterval(timer);
@@ -202,7 +229,7 @@ export default function App() {
           FOV {fovAuto ? 'auto' : <>{fovDeg}&deg;</>}
           <input type="range" min="20" max="120" step="1" value={fovDeg} onChange={(e) => { setFovAuto(false); setFovDeg(Number(e.target.value)); }} data-testid="fov" />
         </label>
-        <label title="the model's own field-of-view estimate where it has one (Multi-HMR-Anny), else the server's fallback">
+        <label title="the model's own field-of-view estimate where it has one (Multi-HMR-Anny; webcam: the median of the first frames with people, then fixed), else the server's fallback">
           <input type="checkbox" checked={fovAuto} onChange={(e) => setFovAuto(e.target.checked)} data-testid="fov-auto" /> auto FOV
         </label>
         <label>
@@ -223,6 +250,7 @@ export default function App() {
             Webcam frames: <b data-testid="webcam-frames">{webcamFrames}</b>
           </span>
         ) : null}
+        {view.fovText ? <span data-testid="fov-state">{view.fovText}</span> : null}
         <span data-testid="status" className={status.error ? 'error' : ''}>
           {status.error || (status.busy ? 'predicting...' : view.frame ? 'done' : '')}
         </span>

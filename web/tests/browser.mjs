@@ -4,6 +4,7 @@
 //   node web/tests/browser.mjs --url http://127.0.0.1:8000/ --image photo.png \
 //        --screenshot out.png [--threshold 0.1] [--timeout 120] [--chromium /usr/bin/chromium]
 //        [--webcam]   then stream Chromium's fake camera (getUserMedia) until 2 frames came back
+//        [--fov-stable]  with --webcam: stream on until the FOV state says "stable", then 2 more frames
 //   node web/tests/browser.mjs --url URL --page-only   only load the page: health line and model notice banner
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ const { values: args } = parseArgs({
     timeout: { type: 'string', default: '120' },
     chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
     webcam: { type: 'boolean', default: false },
+    'fov-stable': { type: 'boolean', default: false },
     'page-only': { type: 'boolean', default: false },
   },
 });
@@ -52,6 +54,11 @@ function countDrawn(testId) {
     }
   }
   return { width: copy.width, height: copy.height, drawn, colored, webgl };
+}
+
+async function fovState(page) {
+  const element = await page.$('[data-testid="fov-state"]');
+  return element ? element.textContent() : null;
 }
 
 const profile = mkdtempSync(join(tmpdir(), 'lighthmr-chromium-'));
@@ -118,11 +125,20 @@ try {
     report.count = await page.textContent('[data-testid="people-count"]');
     report.status = await page.textContent('[data-testid="status"]');
     report.latency = await page.textContent('[data-testid="latency"]');
+    report.fovState = await fovState(page);
     report.overlay = await page.evaluate(countDrawn, 'overlay-canvas');
     report.scene = await page.evaluate(countDrawn, 'scene-canvas');
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
     report.ok = /^\d+$/.test(report.count ?? '');
     if (args.webcam && report.ok) {
+      // Every text the FOV state shows while streaming, in order (each change once).
+      await page.evaluate(() => {
+        window.fovStates = [];
+        setInterval(() => {
+          const text = document.querySelector('[data-testid="fov-state"]')?.textContent || '';
+          if (text && text !== window.fovStates[window.fovStates.length - 1]) window.fovStates.push(text);
+        }, 10);
+      });
       await page.click('text=Start webcam');
       await page.waitForFunction(
         () => {
@@ -133,12 +149,31 @@ try {
         null,
         { timeout: timeoutMs },
       );
+      if (args['fov-stable']) {
+        await page.waitForFunction(
+          () => {
+            const state = document.querySelector('[data-testid="fov-state"]')?.textContent || '';
+            const status = document.querySelector('[data-testid="status"]');
+            return state.includes('stable)') || (status && status.classList.contains('error'));
+          },
+          null,
+          { timeout: timeoutMs },
+        );
+        const settledAt = Number(await page.textContent('[data-testid="webcam-frames"]'));
+        await page.waitForFunction(
+          (at) => Number(document.querySelector('[data-testid="webcam-frames"]')?.textContent || 0) >= at + 2,
+          settledAt,
+          { timeout: timeoutMs },
+        );
+      }
       report.webcamFrames = Number(await page.textContent('[data-testid="webcam-frames"]'));
+      report.webcamFovState = await fovState(page);
+      report.webcamFovStates = await page.evaluate(() => window.fovStates);
       report.webcamStatus = await page.textContent('[data-testid="status"]');
       report.webcamCount = await page.textContent('[data-testid="people-count"]');
       if (args.screenshot) await page.screenshot({ path: args.screenshot.replace(/(\.png)?$/, '-webcam.png'), fullPage: true });
       await page.click('text=Stop webcam');
-      report.ok = report.webcamFrames >= 2;
+      report.ok = report.webcamFrames >= 2 && (!args['fov-stable'] || /stable\)/.test(report.webcamFovState || ''));
     }
   }
 } catch (error) {
