@@ -164,6 +164,14 @@ def test_metric_log_of_a_fresh_run_moves_the_old_log_aside(tmp_path, caplog):
     assert "moved the previous log.csv aside to log.csv.2.bak" in caplog.text
     MetricLog(tmp_path, tensorboard=False).write(2, {"loss": 4.0})  # resumed: appends
     assert [(r["step"], r["loss"]) for r in _log(tmp_path)] == [("1", "5.0"), ("2", "4.0")]
+    # the TensorBoard folder of the same old run moves with its CSV, under one N free for both
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "tb" / "events.out.tfevents.1").write_bytes(b"old run")
+    with caplog.at_level("INFO", logger="lighthmr_ros.training.train"):
+        MetricLog(tmp_path, tensorboard=False, fresh=True).write(1, {"loss": 3.0})
+    assert (tmp_path / "tb.3.bak" / "events.out.tfevents.1").read_bytes() == b"old run"
+    assert not (tmp_path / "tb").exists() and (tmp_path / "log.csv.3.bak").exists()
+    assert "tb aside to tb.3.bak" in caplog.text
 
 
 @pytest.mark.slow

@@ -23,7 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-resume",
         action="store_true",
-        help="start over even if the output folder holds a checkpoint (an old log.csv is moved to log.csv.N.bak)",
+        help="start over even if the output folder holds a checkpoint (an old log.csv and tb/ are moved "
+        "to log.csv.N.bak and tb.N.bak)",
     )
 
 

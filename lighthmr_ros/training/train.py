@@ -266,21 +266,29 @@ def load_training_state(path: Path, module: TrainModule, optimizer, scheduler, s
     return {k: payload[k] for k in ("step", "epoch", "batch_in_epoch")}
 
 
+def _backups_exist(paths: list[Path], n: int) -> bool:
+    return any(p.with_name(f"{p.name}.{n}.bak").exists() for p in paths)
+
+
 class MetricLog:
     """CSV (always) and TensorBoard (when installed and enabled) scalars, rank 0 only.
 
-    A resumed run appends to ``log.csv``. A fresh run (``fresh``: from step 0, e.g. ``--no-resume``) in a
-    folder that already holds one moves it aside to ``log.csv.<N>.bak`` (first free N) and starts a new
-    one, so one CSV never mixes two runs.
+    A resumed run appends to ``log.csv`` and ``tb/``. A fresh run (``fresh``: from step 0, e.g.
+    ``--no-resume``) in a folder that already holds them moves them aside to ``log.csv.<N>.bak`` and
+    ``tb.<N>.bak`` (first N free for both) and starts new ones, so no log mixes two runs.
     """
 
     def __init__(self, out_dir: Path, tensorboard: bool, fresh: bool = False):
         self.path = out_dir / "log.csv"
         self.fields: list[str] | None = None
-        if fresh and self.path.exists():
-            backup = next(p for n in itertools.count(1) if not (p := out_dir / f"log.csv.{n}.bak").exists())
-            self.path.rename(backup)
-            log.info("fresh run in %s: moved the previous log.csv aside to %s", out_dir, backup.name)
+        previous = [p for p in (self.path, out_dir / "tb") if p.exists()]
+        if fresh and previous:  # one N for the CSV and the TensorBoard folder of the same old run
+            n = next(n for n in itertools.count(1) if not _backups_exist(previous, n))
+            moved = []
+            for old in previous:
+                old.rename(old.with_name(f"{old.name}.{n}.bak"))
+                moved.append(f"{old.name} aside to {old.name}.{n}.bak")
+            log.info("fresh run in %s: moved the previous %s", out_dir, ", ".join(moved))
         if self.path.exists():
             with open(self.path) as f:
                 header = f.readline().strip()
