@@ -20,6 +20,17 @@ from lighthmr_ros.training.targets import collate, prepare_sample, project_point
 pytestmark = pytest.mark.slow
 
 
+def teacher_detections(vertices: torch.Tensor, joints: torch.Tensor, joints_2d: torch.Tensor) -> Detections:
+    """What the teacher returns for P people (163 bones), with the given mesh and joints, the rest zeros."""
+    P, J, z = len(vertices), joints.shape[1], torch.zeros
+    return Detections(
+        batch_index=z(P, dtype=torch.long), score=torch.ones(P), loc=z(P, 2), dist=z(P), transl=z(P, 3),
+        transl_pelvis=z(P, 3), rotmat=torch.eye(3).repeat(P, J, 1, 1), rotvec=z(P, J, 3), shape=z(P, 6),
+        expression=z(P, 0), vertices=vertices, joints=joints, joints_2d=joints_2d,
+        cells=z(P, 2, dtype=torch.long), offset=z(P, 2), pred_cam=z(P, 3), score_map=z(1, 1, 1),
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def fullbody():
     from lighthmr_ros.body.anny_model import AnnyFullBody
@@ -79,26 +90,7 @@ class GroundTruthInTeacherRig:
         j2d = torch.as_tensor(
             np.stack([project_points(j.numpy().astype(np.float64), sample.K) for j in joints]), dtype=torch.float32
         ).reshape(P, J, 2)
-        zeros = torch.zeros(P)
-        return Detections(
-            batch_index=torch.zeros(P, dtype=torch.long),
-            score=torch.ones(P),
-            loc=j2d[:, self.spec.head_index],
-            dist=zeros,
-            transl=torch.zeros(P, 3),
-            transl_pelvis=torch.zeros(P, 3),
-            rotmat=torch.eye(3).repeat(P, J, 1, 1),
-            rotvec=torch.zeros(P, J, 3),
-            shape=torch.zeros(P, 6),
-            expression=torch.zeros(P, 0),
-            vertices=vertices,
-            joints=joints,
-            joints_2d=j2d,
-            cells=torch.zeros(P, 2, dtype=torch.long),
-            offset=torch.zeros(P, 2),
-            pred_cam=torch.zeros(P, 3),
-            score_map=torch.zeros(1, 1, 1),
-        )
+        return teacher_detections(vertices, joints, j2d)
 
 
 def test_teacher_rig_is_measured_on_the_annotation(synth_root, fullbody, anny_body):
@@ -193,14 +185,8 @@ class SMPLXTruthAsAnnyMesh:
 
     def __call__(self, images, K, **kwargs) -> Detections:
         verts, _ = self.queue.pop(0)
-        P = len(verts)
-        z = torch.zeros
-        return Detections(
-            batch_index=z(P, dtype=torch.long), score=torch.ones(P), loc=z(P, 2), dist=z(P), transl=z(P, 3),
-            transl_pelvis=z(P, 3), rotmat=z(P, 163, 3, 3), rotvec=z(P, 163, 3), shape=z(P, 6), expression=z(P, 0),
-            vertices=verts, joints=torch.full((P, 163, 3), 7.0), joints_2d=z(P, 163, 2),
-            cells=z(P, 2, dtype=torch.long), offset=z(P, 2), pred_cam=z(P, 3), score_map=z(1, 1, 1),
-        )  # fmt: skip
+        P = len(verts)  # the Anny joints are garbage: only the mesh may be used
+        return teacher_detections(verts, torch.full((P, 163, 3), 7.0), torch.zeros(P, 163, 2))
 
 
 @pytest.mark.parametrize("anny_mesh", [19158, 13718])
@@ -315,13 +301,7 @@ def test_threedpw_standard_protocol_takes_an_anny_mesh(threedpw_root, smplx_body
 
     def runner(images, K, **kwargs) -> Detections:
         verts = queue.pop(0)
-        P, z = len(verts), torch.zeros
-        return Detections(
-            batch_index=z(P, dtype=torch.long), score=torch.ones(P), loc=z(P, 2), dist=z(P), transl=z(P, 3),
-            transl_pelvis=z(P, 3), rotmat=z(P, 163, 3, 3), rotvec=z(P, 163, 3), shape=z(P, 6), expression=z(P, 0),
-            vertices=verts, joints=z(P, 163, 3), joints_2d=z(P, 163, 2), cells=z(P, 2, dtype=torch.long),
-            offset=z(P, 2), pred_cam=z(P, 3), score_map=z(1, 1, 1),
-        )  # fmt: skip
+        return teacher_detections(verts, torch.zeros(len(verts), 163, 3), torch.zeros(len(verts), 163, 2))
 
     model = torch.nn.Module()
     model.body, model.config = fullbody, SimpleNamespace(image_size=224)
