@@ -59,6 +59,22 @@ def test_rigs_correspond_on_the_shared_template(fullbody, anny_body):
     assert same.pred_vertices is None and same.root == (0,) and len(same.gt_joints) == 104
 
 
+def test_root_is_placed_from_its_children(anny_body):
+    """On posed, moved student skeletons the root comes back from pelvis.L/R and spine05 alone."""
+    import roma
+
+    from lighthmr_ros.body.correspondence import root_from_children
+
+    gen = torch.Generator().manual_seed(0)
+    rot = roma.rotvec_to_rotmat(torch.randn(4, anny_body.spec.num_pose_joints, 3, generator=gen) * 0.4)
+    shape = torch.rand(4, 6, generator=gen)
+    joints = anny_body(rot, shape).joints + torch.randn(4, 1, 3, generator=gen)
+    posed = {n: joints[:, i] for i, n in enumerate(anny_body.spec.joint_names)}
+    torch.testing.assert_close(root_from_children(anny_body, posed, shape), joints[:, 0], atol=1e-5, rtol=0)
+    posed["spine05"] = posed["spine05"] + torch.tensor([0.05, 0.0, 0.0])  # a child elsewhere moves the root
+    assert (root_from_children(anny_body, posed, shape) - joints[:, 0]).norm(dim=-1).min() > 0.01
+
+
 def test_other_body_families_are_refused(anny_body, smplx_model_dir):
     from lighthmr_ros.body import create_body_model
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from lighthmr_ros.body.base import BodyModel
+from lighthmr_ros.body.correspondence import mesh_positions
 from lighthmr_ros.errors import BodyModelError
 
 FILE_NAME = "anny2smplx.pth"
@@ -115,21 +116,15 @@ class AnnyToSMPLX:
             if idx.min() < 0 or idx.max() >= own:
                 raise BodyModelError(f"{path} indexes Anny vertices up to {idx.max()}; the model's mesh has {own}")
         else:
-            core = getattr(body, "anny", None)
             meshes = _anny_meshes()
-            if core is None or size not in meshes:
+            if getattr(body, "anny", None) is None or size not in meshes:
                 raise BodyModelError(
                     f"{path} is made on an Anny mesh of {size} vertices; the checkpoint's {body.spec.name} mesh "
                     f"has {own}, and no map between them is known"
                 )
-            where = {int(b): i for i, b in enumerate(core.base_mesh_vertex_indices.detach().cpu().numpy())}
-            base = meshes[size][idx]
-            lacking = {int(b) for b in base.ravel() if int(b) not in where}
+            idx, lacking = mesh_positions(body, meshes[size][idx])
             if lacking:
-                raise BodyModelError(
-                    f"{path} blends {len(lacking)} Anny vertices that the {body.spec.name} mesh lacks"
-                )
-            idx = np.vectorize(where.__getitem__, otypes=[np.int64])(base)
+                raise BodyModelError(f"{path} blends {lacking} Anny vertices that the {body.spec.name} mesh lacks")
         return cls(torch.as_tensor(idx), weights.float(), smplx, str(path))
 
     def vertices(self, anny_vertices: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import roma
 import torch
 
 from lighthmr_ros.body.base import BodyModel
@@ -52,6 +53,17 @@ def _is_anny(body: BodyModel) -> bool:
     return core is not None and hasattr(core, "base_mesh_vertex_indices") and hasattr(core, "bone_labels")
 
 
+def mesh_positions(body: BodyModel, base_indices: np.ndarray) -> tuple[np.ndarray, int]:
+    """Where Anny base-mesh vertices ``base_indices`` (any shape) sit in ``body``'s own mesh, and how many of
+    them it lacks (their positions are then -1)."""
+    own = body.anny.base_mesh_vertex_indices.detach().cpu().numpy()
+    base_indices = np.asarray(base_indices, dtype=np.int64)
+    lookup = np.full(max(int(own.max()), int(base_indices.max(initial=0))) + 1, -1, dtype=np.int64)
+    lookup[own] = np.arange(len(own))
+    positions = lookup[base_indices]
+    return positions, int(np.unique(base_indices[positions < 0]).size)
+
+
 def body_correspondence(pred: BodyModel, gt: BodyModel) -> Correspondence:
     """How ``pred``'s joints and vertices map onto ``gt``'s (DatasetError when they cannot be compared)."""
     ps, gs = pred.spec, gt.spec
@@ -82,16 +94,12 @@ def body_correspondence(pred: BodyModel, gt: BodyModel) -> Correspondence:
             "their outputs cannot be compared."
         )
     gt_index = {n: i for i, n in enumerate(gs.joint_names)}
-    pred_base = pred.anny.base_mesh_vertex_indices.detach().cpu().numpy()
-    gt_base = gt.anny.base_mesh_vertex_indices.detach().cpu().numpy()
-    where = {int(b): i for i, b in enumerate(pred_base)}
-    lacking = [int(b) for b in gt_base if int(b) not in where]
+    vertices, lacking = mesh_positions(pred, gt.anny.base_mesh_vertex_indices.detach().cpu().numpy())
     if lacking:
         raise DatasetError(
-            f"{ps.name}'s mesh lacks {len(lacking)} of the {gs.name} ground truth's vertices: "
+            f"{ps.name}'s mesh lacks {lacking} of the {gs.name} ground truth's vertices: "
             "their meshes cannot be compared."
         )
-    vertices = np.array([where[int(b)] for b in gt_base], dtype=np.int64)
     left_out = [n for n in gs.joint_names if n not in shared]
     centre = "its root" if root_names == (root_name,) else "the hip mid-point"
     return Correspondence(
@@ -114,9 +122,6 @@ def select_vertices(vertices: torch.Tensor, corr: Correspondence) -> torch.Tenso
     return vertices[..., torch.as_tensor(corr.pred_vertices, device=vertices.device), :]
 
 
-__all__ = ["Correspondence", "body_correspondence", "root_from_children", "select_vertices", "REST_TOLERANCE_M"]
-
-
 def root_from_children(body: BodyModel, posed: dict[str, torch.Tensor], shape: torch.Tensor) -> torch.Tensor:
     """(P, 3) where ``body``'s root joint is, given its root's children posed (``posed``: name -> (P, 3),
     e.g. from another rig that puts its own root elsewhere) and each person's ``shape`` (P, S).
@@ -134,11 +139,16 @@ def root_from_children(body: BodyModel, posed: dict[str, torch.Tensor], shape: t
     with torch.no_grad():
         eye = torch.eye(3, dtype=torch.float32, device=shape.device).expand(P, spec.num_pose_joints, 3, 3)
         rest = body(eye.contiguous(), shape.float()).joints.double()
-    src = rest[:, children]  # (P, C, 3)
     dst = torch.stack([posed[n].double() for n in names], dim=1)
-    sc, dc = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
-    u, _, vt = torch.linalg.svd((src - sc).transpose(1, 2) @ (dst - dc))
-    d = torch.sign(torch.linalg.det(u @ vt))
-    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], dim=-1))
-    rot = u @ fix @ vt  # row-vector convention: x_posed = (x_rest - sc) @ rot + dc
-    return ((rest[:, root : root + 1] - sc) @ rot + dc)[:, 0].to(shape.dtype)
+    R, t = roma.rigid_points_registration(rest[:, children], dst)  # posed = R rest + t
+    return (torch.einsum("pij,pj->pi", R, rest[:, root]) + t).to(shape.dtype)
+
+
+__all__ = [
+    "Correspondence",
+    "body_correspondence",
+    "mesh_positions",
+    "root_from_children",
+    "select_vertices",
+    "REST_TOLERANCE_M",
+]

@@ -33,6 +33,7 @@ import torch
 from lighthmr_ros.body.anny2smplx import AnnyToSMPLX
 from lighthmr_ros.body.correspondence import body_correspondence, select_vertices
 from lighthmr_ros.errors import BodyModelError, ConfigError, DatasetError
+from lighthmr_ros.model.camera import project
 from lighthmr_ros.training.losses import joint_index_map
 from lighthmr_ros.training.metrics import (
     MetricAccumulator,
@@ -243,8 +244,7 @@ def _in_smplx_terms(det, K: torch.Tensor, anny2smplx: AnnyToSMPLX):
         raise DatasetError("this runner returns no vertices: an Anny model is measured on SMPL-X through its mesh")
     vertices = anny2smplx.vertices(det.vertices.float())
     joints = anny2smplx.joints(vertices).to(vertices.dtype)
-    uvw = torch.einsum("pij,pkj->pki", K[det.batch_index].to(joints.dtype), joints)
-    joints_2d = uvw[..., :2] / uvw[..., 2:3].clamp(min=1e-6)
+    joints_2d = project(joints, K[det.batch_index].to(joints.dtype))
     return replace(det, vertices=vertices, joints=joints, joints_2d=joints_2d)
 
 
