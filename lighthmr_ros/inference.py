@@ -23,7 +23,7 @@ from lighthmr_ros.errors import ConfigError, ImageError
 from lighthmr_ros.human import Human
 from lighthmr_ros.model import HMRModel, create_model
 from lighthmr_ros.model.camera import default_K as _default_K
-from lighthmr_ros.model.camera import project
+from lighthmr_ros.model.camera import focal_from_fov, fov_from_K, project
 from lighthmr_ros.model.checkpoint import load_checkpoint, model_notice
 from lighthmr_ros.model.hmr import Detections
 from lighthmr_ros.perf import keep_freed_memory, optimize_for_inference, torch_threads
@@ -60,7 +60,7 @@ class CameraUsed:
     @property
     def fov_deg(self) -> float:
         """Field of view across the larger image side (as ``fov_deg`` is meant everywhere)."""
-        return float(np.degrees(2 * np.arctan(max(self.width, self.height) / (2 * self.K[0, 0]))))
+        return fov_from_K(self.K, self.width, self.height)
 
 
 def _per_image_K(K, count: int) -> list:
@@ -212,11 +212,9 @@ class Predictor:
         if not (math.isfinite(fov_deg) and 0.0 < fov_deg < 180.0):
             raise ImageError(f"a field of view must lie between 0 and 180 degrees, got {fov_deg!r}")
         size = self.image_size
-        focal = (size / 2) / math.tan(math.radians(fov_deg) / 2)
+        focal = focal_from_fov(fov_deg, size)
         K_net = np.array([[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]])
-        box = letterbox_geometry(width, height, size)
-        A = np.array([[box.sx, 0.0, box.tx], [0.0, box.sy, box.ty], [0.0, 0.0, 1.0]])
-        return np.linalg.solve(A, K_net)
+        return letterbox_geometry(width, height, size).unmap_K(K_net)
 
     def autocast(self):
         """The autocast context of this Predictor's precision (a no-op for fp32 and int8)."""
@@ -352,9 +350,8 @@ class Predictor:
         for i, box in enumerate(boxes):
             if regressed is None and not estimate[i]:
                 continue
-            A = np.array([[box.sx, 0.0, box.tx], [0.0, box.sy, box.ty], [0.0, 0.0, 1.0]])
-            K_est = np.linalg.solve(A, (det.K if regressed is None else regressed)[i].detach().double().cpu().numpy())
-            fovs[i] = float(np.degrees(2 * np.arctan(max(box.width, box.height) / (2 * K_est[0, 0]))))
+            K_est = box.unmap_K((det.K if regressed is None else regressed)[i].detach().double().cpu().numpy())
+            fovs[i] = fov_from_K(K_est, box.width, box.height)
             if estimate[i]:
                 K_orig[i] = K_est
         sources = [

@@ -33,9 +33,17 @@ class Letterbox:
     def to_original(self, uv: np.ndarray) -> np.ndarray:
         return (np.asarray(uv, dtype=np.float64) - [self.tx, self.ty]) / [self.sx, self.sy]
 
+    def affine(self) -> np.ndarray:
+        """(3, 3) homogeneous map original -> network pixels."""
+        return np.array([[self.sx, 0.0, self.tx], [0.0, self.sy, self.ty], [0.0, 0.0, 1.0]])
+
     def map_K(self, K: np.ndarray) -> np.ndarray:
-        A = np.array([[self.sx, 0.0, self.tx], [0.0, self.sy, self.ty], [0.0, 0.0, 1.0]])
-        return A @ np.asarray(K, dtype=np.float64)
+        """The original image's K -> the network square's."""
+        return self.affine() @ np.asarray(K, dtype=np.float64)
+
+    def unmap_K(self, K_net: np.ndarray) -> np.ndarray:
+        """The network square's K -> the original image's (``map_K`` undone)."""
+        return np.linalg.solve(self.affine(), np.asarray(K_net, dtype=np.float64))
 
 
 def as_rgb(image) -> np.ndarray:

@@ -64,6 +64,11 @@ def focal_from_fov(fov_deg: float, size: float) -> float:
     return size / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
 
 
+def fov_from_K(K, width: int, height: int) -> float:
+    """Field of view (degrees) of K across the larger side of a ``width`` x ``height`` image."""
+    return float(math.degrees(2.0 * math.atan(max(width, height) / (2.0 * float(K[0][0])))))
+
+
 def default_K(width: int, height: int, fov_deg: float = 60.0) -> torch.Tensor:
     """Pinhole K with ``fov_deg`` across the larger image side and the principal point at the centre."""
     f = focal_from_fov(fov_deg, max(width, height))

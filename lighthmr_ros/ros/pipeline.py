@@ -22,6 +22,7 @@ import numpy as np
 from lighthmr_ros.depth_fusion import DepthCorrection, DepthFusionParams, fuse_depth
 from lighthmr_ros.errors import ConfigError, ImageError
 from lighthmr_ros.human import Human
+from lighthmr_ros.model.camera import fov_from_K
 from lighthmr_ros.overlay import render_overlay
 from lighthmr_ros.ros.fov_estimate import DEFAULT_SETTLE_FRAMES, FOV_ESTIMATE_MODES, FovStabiliser, FovValue
 from lighthmr_ros.ros.image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
@@ -132,11 +133,6 @@ def stamp_seconds(header) -> float:
 def is_auto(fov_deg) -> bool:
     """Whether a ``fov_deg`` setting asks for the model's own estimate ("auto", or None)."""
     return fov_deg is None or (isinstance(fov_deg, str) and fov_deg.strip().lower() == "auto")
-
-
-def fov_of(k: np.ndarray, width: int, height: int) -> float:
-    """Field of view (degrees) across the larger image side of the pinhole K."""
-    return float(np.degrees(2 * np.arctan(max(width, height) / (2 * float(k[0, 0])))))
 
 
 def intrinsics_label(model: CameraModel | None, estimated_fov: float | None = None, basis: str = "") -> str:
@@ -296,7 +292,8 @@ class FramePipeline:
         if opts.markers:  # serialised bytes: no Python object per point
             markers = humans_to_markers_cdr(humans, header, self.predictor.faces, self.predictor.joint_parents,
                                             opts.marker_decimation, lifetime)
-        label = intrinsics_label(model, fov_of(k, width, height) if estimated is not None else None, estimated or "")
+        estimated_fov = fov_from_K(k, width, height) if estimated is not None else None
+        label = intrinsics_label(model, estimated_fov, estimated or "")
         source = "estimated" if estimated is not None else ("fov_deg" if model is None else "camera_info")
         out = FrameOutput(msg, markers, debug, humans, intrinsics=label, k_source=source, latency=latency,
                           depth_note=depth_note, fov_estimate=fov)

@@ -128,7 +128,7 @@ def project_points(points: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 def letterbox_affine(box: Letterbox) -> np.ndarray:
     """2x3 affine u' = A [u, v, 1] of a ``preprocess.Letterbox`` (scale to fit, centred pad)."""
-    return np.array([[box.sx, 0.0, box.tx], [0.0, box.sy, box.ty]])
+    return box.affine()[:2]
 
 
 def resize_affine(src_size: int, dst_size: int) -> np.ndarray:

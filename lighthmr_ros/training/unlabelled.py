@@ -48,6 +48,7 @@ import torch
 
 from lighthmr_ros.body.correspondence import body_correspondence, root_from_children
 from lighthmr_ros.errors import BagError, ConfigError, DatasetError
+from lighthmr_ros.model.camera import project
 from lighthmr_ros.training.datasets import HMRDataset, read_rgb
 from lighthmr_ros.training.targets import PersonTarget, Sample
 
@@ -223,7 +224,7 @@ def pseudo_label(
     from lighthmr_ros.device import resolve_precision
     from lighthmr_ros.model.checkpoint import atomic_save
     from lighthmr_ros.preprocess import letterbox
-    from lighthmr_ros.training.targets import letterbox_affine, normalise_image
+    from lighthmr_ros.training.targets import normalise_image
 
     st = settings or PseudoLabelSettings()
     out = Path(out_dir)
@@ -289,8 +290,7 @@ def pseudo_label(
             if moved_root and len(rows):
                 posed = {n: joints[:, i] for i, n in enumerate(joint_names)}
                 joints[:, root] = root_from_children(student, posed, shape)
-                uvw = joints[:, root].double() @ det.K[b].double().cpu().T
-                joints_2d[:, root] = (uvw[:, :2] / uvw[:, 2:3]).float()
+                joints_2d[:, root] = project(joints[:, root : root + 1].double(), det.K[b].double().cpu())[:, 0].float()
             records.append(
                 {
                     "name": name,
@@ -308,7 +308,7 @@ def pseudo_label(
 
     for name, rgb in iter_frames(source, st.topic, st.every, st.max_frames):
         square, box = letterbox(rgb, size)
-        pending.append((name, rgb, square, np.vstack([letterbox_affine(box), [0.0, 0.0, 1.0]])))
+        pending.append((name, rgb, square, box.affine()))
         if len(pending) >= st.batch_size:
             flush()
     if pending:
