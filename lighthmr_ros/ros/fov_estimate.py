@@ -30,6 +30,7 @@ Only the very first frames of a camera, before any estimate exists, run with the
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 FOV_ESTIMATE_MODES = ("stable", "per_frame")
@@ -83,8 +84,12 @@ class FovStabiliser:
             self._samples = []
             self._size = (width, height)
 
+    @property
+    def _limit(self) -> int:
+        return max(1, int(self.settle_frames))
+
     def _window(self) -> list[float]:
-        return self._samples[: max(1, int(self.settle_frames))]
+        return self._samples[: self._limit]
 
     def current(self, width: int, height: int) -> FovValue | None:
         """The field of view for a frame of this size, or None while no frame with a person came."""
@@ -92,15 +97,12 @@ class FovStabiliser:
         window = self._window()
         if not window:
             return None
-        ordered = sorted(window)
-        mid = len(ordered) // 2
-        median = ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
-        return FovValue(median, len(window), max(1, int(self.settle_frames)))
+        return FovValue(statistics.median(window), len(window), self._limit)
 
     def update(self, width: int, height: int, fov_deg: float | None, people: int) -> None:
         """Count one frame's own estimate; ignored without people, once settled, or when not a valid angle."""
         self._check_size(width, height)
         if people <= 0 or fov_deg is None or not (math.isfinite(fov_deg) and 0.0 < fov_deg < 180.0):
             return
-        if len(self._samples) < max(1, int(self.settle_frames)):  # settled: the value stays put
+        if len(self._samples) < self._limit:  # settled: the value stays put
             self._samples.append(float(fov_deg))
