@@ -369,6 +369,8 @@ class DetectNode(LifecycleNode):
                 self.stats.add(rejected=1)
                 self.get_logger().warning(f"Rejected an image: {out.error}", throttle_duration_sec=WARN_PERIOD_S)
                 continue
+            # Counted before publishing: whoever has a frame's messages sees it counted (diagnostics, tests).
+            self.stats.frame_done(out.latency, len(out.humans), out.intrinsics)
             pubs = self._cameras[frame.stream].publishers
             pubs["humans"].publish(out.humans_msg)
             if out.markers_cdr is not None:
@@ -382,7 +384,6 @@ class DetectNode(LifecycleNode):
             if out.depth_note.startswith("error"):
                 self.get_logger().warning(f"Depth not used: {out.depth_note}", throttle_duration_sec=WARN_PERIOD_S)
             self._depth_note = out.depth_note
-            self.stats.frame_done(out.latency, len(out.humans), out.intrinsics)
             self._note_camera(frame.stream, out)  # after the counters: it may log
 
     def _note_camera(self, camera: str, out) -> None:
